@@ -256,8 +256,13 @@ pub fn evaluate(
         Route::Api(api) => {
             let mut log = None;
             if !config.disable_filter {
-                // An absolute-form target's authority overrides Host, as in Go's server.
-                let authority = api.target_authority.as_deref().unwrap_or(&head.authority);
+                // An absolute-form target's non-empty host overrides Host, as in Go's server
+                // (`req.Host = req.URL.Host; if req.Host == "" { req.Host = Host header }`).
+                let authority = api
+                    .target_authority
+                    .as_deref()
+                    .filter(|a| !a.is_empty())
+                    .unwrap_or(&head.authority);
                 let host = policy::extract_host(authority);
                 let verdict = policy::check(config, &head.method, &api.filter_path, host);
                 let word = if verdict.is_accept() {

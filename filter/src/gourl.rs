@@ -51,6 +51,17 @@ pub(crate) fn path_unescape_or_original(s: &str) -> Vec<u8> {
     unescape_path(s).unwrap_or_else(|| s.as_bytes().to_vec())
 }
 
+/// Bytes as Go's `regexp` reads a string: each invalid UTF-8 byte is one U+FFFD (Rust's
+/// `from_utf8_lossy` turns a truncated sequence such as `E0 A0` into a single one).
+pub(crate) fn go_lossy(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(chunk.invalid().iter().map(|_| char::REPLACEMENT_CHARACTER));
+    }
+    out
+}
+
 /// Go `url.escape(s, encodePath)` over raw bytes (upper-case hex).
 pub(crate) fn escape_path(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
@@ -162,6 +173,76 @@ pub(crate) fn split_host_port(hostport: &str) -> Option<(&str, bool)> {
     Some((host, bracketed))
 }
 
+/// Go `url.parseAuthority` (go1.23) accepts `authority`: userinfo of the allowed characters
+/// with valid escapes, and a host as `parseHost` wants it (a `]` for `[`, a numeric port,
+/// `%` escapes only for non-ASCII bytes or `%25`, no characters a host cannot have).
+pub(crate) fn valid_authority(authority: &str) -> bool {
+    let host = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let chars = userinfo
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:~!$&'()*+,;=%@".contains(&b));
+            if !chars || unescape_path(userinfo).is_none() {
+                return false;
+            }
+            host
+        }
+        None => authority,
+    };
+    let valid_port = |p: &str| {
+        p.is_empty()
+            || p.strip_prefix(':')
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if host.starts_with('[') {
+        let Some(i) = host.rfind(']') else {
+            return false;
+        };
+        if !valid_port(&host[i + 1..]) {
+            return false;
+        }
+        if let Some(zone) = host[..i].find("%25") {
+            return host_unescapes(&host[..zone], false)
+                && host_unescapes(&host[zone..i], true)
+                && host_unescapes(&host[i..], false);
+        }
+    } else if let Some(i) = host.rfind(':')
+        && !valid_port(&host[i..])
+    {
+        return false;
+    }
+    host_unescapes(host, false)
+}
+
+/// Go `unescape(s, encodeHost)` (or `encodeZone`) succeeds.
+fn host_unescapes(s: &str, zone: bool) -> bool {
+    let host_byte = |c: u8| c.is_ascii_alphanumeric() || b"!$&'()*+,;=:[]<>\"-_.~".contains(&c);
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let (Some(hi), Some(lo)) = (
+                b.get(i + 1).copied().and_then(hex_value),
+                b.get(i + 2).copied().and_then(hex_value),
+            ) else {
+                return false;
+            };
+            let pct25 = hi == 2 && lo == 5;
+            let v = hi << 4 | lo;
+            if (!zone && hi < 8 && !pct25) || (zone && !pct25 && v != b' ' && !host_byte(v)) {
+                return false;
+            }
+            i += 3;
+        } else {
+            if b[i] < 0x80 && !host_byte(b[i]) {
+                return false;
+            }
+            i += 1;
+        }
+    }
+    true
+}
+
 /// Go `html.EscapeString`-like `htmlEscape` used by `http.Redirect`'s body.
 pub(crate) fn html_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -264,6 +345,39 @@ mod tests {
             html_escape("<a href='x'>&\""),
             "&lt;a href=&#39;x&#39;&gt;&amp;&#34;"
         );
+    }
+
+    #[test]
+    fn valid_authority_like_go() {
+        for ok in [
+            "localhost",
+            "localhost:8001",
+            "localhost:",
+            "",
+            ":8001",
+            "::1",
+            "[::1]",
+            "[::1]:80",
+            "u:p@localhost",
+            "a@b@localhost",
+            "[fe80::1%25en0]:80",
+            "%C3%A9.example",
+        ] {
+            assert!(valid_authority(ok), "{ok:?}");
+        }
+        for bad in [
+            "localhost:abc",
+            "[::1",
+            "[::1]x:80",
+            "%6cocalhost",
+            "a b",
+            "local{host",
+            "u/x@h",
+            "%zz",
+            "[fe80::1%25%00]",
+        ] {
+            assert!(!valid_authority(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -81,6 +81,9 @@ impl<'a> Target<'a> {
             }
             let end = after.find(['/', '?']).unwrap_or(after.len());
             let authority = &after[..end];
+            if !gourl::valid_authority(authority) {
+                return None;
+            }
             let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
             (Some(host), &after[end..])
         };
@@ -270,7 +273,7 @@ fn api(config: &Config, prefix: &str, target: &Target<'_>, decoded: &[u8], escap
     };
     let joined = gourl::single_joining_slash(&config.server_path, &escaped_path);
     Route::Api(ApiRoute {
-        filter_path: String::from_utf8_lossy(&path).into_owned(),
+        filter_path: gourl::go_lossy(&path),
         upstream_path: with_query(&joined, target.query, true),
         target_authority: target.authority.map(str::to_owned),
     })

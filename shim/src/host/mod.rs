@@ -55,6 +55,8 @@ pub mod testing;
 mod vm;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
