@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use listen::Bound;
+pub(crate) use listen::{resolve, split_host};
 
 pub(crate) use exchange::error_reply;
 

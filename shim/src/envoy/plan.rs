@@ -5,7 +5,8 @@
 //!
 //! It may look up a host name and run an exec plugin; it must not render YAML or write files.
 
-use std::net::{IpAddr, Ipv6Addr, SocketAddr, ToSocketAddrs as _};
+use crate::server::{resolve, split_host};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
 use crate::cli::Listen;
@@ -192,33 +193,16 @@ pub(super) fn listener(listen: &Listen) -> Result<ListenerAddr, String> {
         Listen::Unix(path) => return Ok(ListenerAddr::Unix(path.clone())),
         Listen::Tcp { address, port } => (address.as_str(), *port),
     };
-    let host = split_host(address, port)?;
-    if host.is_empty() {
-        return Ok(wildcard(port));
-    }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(if ip.is_unspecified() {
-            wildcard(port)
-        } else {
-            ListenerAddr::Tcp {
-                addr: SocketAddr::new(ip, port),
-                dual_stack: false,
-            }
-        });
-    }
-    let addrs: Vec<SocketAddr> = (host.as_str(), port)
-        .to_socket_addrs()
-        .map_err(|_| format!("listen tcp: lookup {host}: no such host"))?
-        .collect();
-    let addr = addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| format!("listen tcp: lookup {host}: no such host"))?;
-    Ok(ListenerAddr::Tcp {
-        addr,
-        dual_stack: false,
+    // The same Go address rules as the shim's own listener, with its error texts.
+    let host = split_host(address, port).map_err(|e| e.to_string())?;
+    let addr = resolve(&host, port).map_err(|e| e.to_string())?;
+    Ok(if addr.ip().is_unspecified() {
+        wildcard(port)
+    } else {
+        ListenerAddr::Tcp {
+            addr,
+            dual_stack: false,
+        }
     })
 }
 
@@ -227,31 +211,6 @@ fn wildcard(port: u16) -> ListenerAddr {
         addr: SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), port),
         dual_stack: true,
     }
-}
-
-/// Go's `net.SplitHostPort` on `address:port`.
-fn split_host(address: &str, port: u16) -> Result<String, String> {
-    let err = |reason: &str| format!("listen tcp: address {address}:{port}: {reason}");
-    if let Some(rest) = address.strip_prefix('[') {
-        let Some(host) = rest.strip_suffix(']') else {
-            return Err(if rest.contains(']') {
-                err("missing port in address")
-            } else {
-                err("missing ']' in address")
-            });
-        };
-        if host.contains(['[', ']']) {
-            return Err(err("unexpected '[' in address"));
-        }
-        return Ok(host.to_owned());
-    }
-    if address.contains(':') {
-        return Err(err("too many colons in address"));
-    }
-    if address.contains(['[', ']']) {
-        return Err(err("unexpected ']' in address"));
-    }
-    Ok(address.to_owned())
 }
 
 /// The API server endpoint and TLS settings. `system_roots` finds the CA bundle used when the
