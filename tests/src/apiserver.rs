@@ -65,6 +65,7 @@ pub struct FakeApiServer {
     options: FakeOptions,
     pki: Option<Pki>,
     log: Arc<Mutex<Vec<Recorded>>>,
+    token_override: Arc<Mutex<Option<String>>>,
     runtime: Option<tokio::runtime::Runtime>,
 }
 
@@ -72,6 +73,7 @@ struct Shared {
     options: FakeOptions,
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Recorded>>>,
+    token_override: Arc<Mutex<Option<String>>>,
 }
 
 type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -98,10 +100,12 @@ impl FakeApiServer {
         let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
         let addr = listener.local_addr()?;
         let log = Arc::new(Mutex::new(Vec::new()));
+        let token_override = Arc::new(Mutex::new(None));
         let shared = Arc::new(Shared {
             options: options.clone(),
             addr,
             log: log.clone(),
+            token_override: token_override.clone(),
         });
         runtime.spawn(accept_loop(listener, acceptor, shared));
         Ok(Self {
@@ -109,6 +113,7 @@ impl FakeApiServer {
             options,
             pki,
             log,
+            token_override,
             runtime: Some(runtime),
         })
     }
@@ -137,6 +142,14 @@ impl FakeApiServer {
     /// The options it runs with.
     pub fn options(&self) -> &FakeOptions {
         &self.options
+    }
+
+    /// From now on, accepts only the bearer `token` (instead of `options().token`): a credential
+    /// rotation on the server side.
+    pub fn set_token(&self, token: &str) {
+        if let Ok(mut t) = self.token_override.lock() {
+            *t = Some(token.to_owned());
+        }
     }
 
     /// Every request seen so far.
@@ -228,7 +241,8 @@ async fn handle(
     if let Ok(mut log) = shared.log.lock() {
         log.push(rec.clone());
     }
-    if !authorized(&shared.options, &rec) {
+    let token = shared.token_override.lock().ok().and_then(|t| t.clone());
+    if !authorized(&shared.options, token.as_deref(), &rec) {
         return Ok(bytes_response(
             StatusCode::UNAUTHORIZED,
             "application/json",
@@ -238,7 +252,7 @@ async fn handle(
     Ok(route(&rec, &shared, on_upgrade))
 }
 
-fn authorized(options: &FakeOptions, rec: &Recorded) -> bool {
+fn authorized(options: &FakeOptions, token: Option<&str>, rec: &Recorded) -> bool {
     if options.anonymous {
         return true;
     }
@@ -246,7 +260,7 @@ fn authorized(options: &FakeOptions, rec: &Recorded) -> bool {
         return false;
     };
     if let Some(tok) = auth.strip_prefix("Bearer ") {
-        return tok == options.token;
+        return tok == token.unwrap_or(&options.token);
     }
     if let (Some(b64), Some((user, pass))) = (auth.strip_prefix("Basic "), &options.basic) {
         let want = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));

@@ -6,6 +6,7 @@
 mod clients;
 mod expectations;
 mod fake;
+mod faults;
 mod filter_wasm;
 mod smoke;
 
