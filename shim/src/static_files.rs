@@ -1,7 +1,7 @@
 //! `--www`: Go's `http.FileServer(http.Dir(DIR))` for the path the filter routed as `static`
 //! (kubectl-proxy.md §2.8): `index.html`, the `./` and `sub/` redirects, Go's directory listing,
-//! `Content-Type` by extension or sniffed, `Last-Modified`/`If-Modified-Since`, single byte ranges,
-//! and Go's error texts. Every method is served; the query only rides along on redirects.
+//! `Content-Type` by extension or sniffed, `Last-Modified` and Go's precondition order, single
+//! and multipart byte ranges, and Go's error texts. Every method is served; the query only rides along on redirects.
 //!
 //! [`serve`] is synchronous (run it on a blocking thread) and never leaves the root: the path is
 //! percent-decoded and cleaned before it is joined. It must not apply any request policy.
@@ -10,12 +10,18 @@ use std::fs::{self, File};
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use http::Method;
 use http::header::HeaderMap;
 
 use crate::host::HeaderList;
+
+use conditional::Verdict;
+use ranges::{ByteRange, RangeError};
+
+mod conditional;
+mod ranges;
 
 /// A complete static-file response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,7 +156,7 @@ pub fn serve(root: &Path, target: &str, method: &Method, headers: &HeaderMap) ->
     }
     let modified = meta.modified().ok().filter(|t| *t > UNIX_EPOCH);
     if meta.is_dir() {
-        if not_modified(method, headers, modified) {
+        if conditional::modified_since_fails(method, headers, modified) {
             return not_modified_reply(modified);
         }
         return listing(&full, modified, method);
@@ -167,38 +173,8 @@ fn join(root: &Path, cleaned: &str) -> PathBuf {
     }
 }
 
-/// `checkIfModifiedSince`: GET/HEAD with a date not older than the file (seconds).
-fn not_modified(method: &Method, headers: &HeaderMap, modified: Option<SystemTime>) -> bool {
-    if (method != Method::GET && method != Method::HEAD) || headers.contains_key("if-none-match") {
-        return false;
-    }
-    let (Some(modified), Some(since)) = (modified, headers.get("if-modified-since")) else {
-        return false;
-    };
-    let Some(since) = since
-        .to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())
-    else {
-        return false;
-    };
-    truncate(modified) <= since
-}
-
-fn truncate(t: SystemTime) -> SystemTime {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    UNIX_EPOCH + Duration::from_secs(secs)
-}
-
 fn not_modified_reply(modified: Option<SystemTime>) -> StaticReply {
-    let mut r = StaticReply::new(304);
-    if let Some(t) = modified {
-        r = r.header("last-modified", httpdate::fmt_http_date(t));
-    }
-    r.finish()
+    with_last_modified(StaticReply::new(304), modified).finish()
 }
 
 /// Go's `dirList`.
@@ -228,7 +204,9 @@ fn listing(dir: &Path, modified: Option<SystemTime>, method: &Method) -> StaticR
         ));
     }
     body.push_str("</pre>\n");
-    let mut r = StaticReply::new(200).header("content-type", "text/html; charset=utf-8");
+    let mut r = StaticReply::new(200)
+        .header("content-length", body.len().to_string())
+        .header("content-type", "text/html; charset=utf-8");
     if let Some(t) = modified {
         r = r.header("last-modified", httpdate::fmt_http_date(t));
     }
@@ -279,9 +257,11 @@ fn serve_content(
     method: &Method,
     headers: &HeaderMap,
 ) -> StaticReply {
-    if not_modified(method, headers, modified) {
-        return not_modified_reply(modified);
-    }
+    let use_range = match conditional::check(method, headers, modified) {
+        Verdict::Failed => return with_last_modified(StaticReply::new(412), modified).finish(),
+        Verdict::NotModified => return not_modified_reply(modified),
+        Verdict::Serve(use_range) => use_range,
+    };
     let content_type = match by_extension(name) {
         Some(t) => t.to_owned(),
         None => {
@@ -292,105 +272,95 @@ fn serve_content(
             sniff(&head).to_owned()
         }
     };
-    let range = headers.get("range").and_then(|v| v.to_str().ok());
-    let (status, start, len, content_range) = match range.map(|r| parse_range(r, size)) {
-        None | Some(Ok(None)) => (200, 0, size, None),
-        Some(Ok(Some((start, len)))) => (
-            206,
-            start,
-            len,
-            Some(format!("bytes {start}-{}/{size}", start + len - 1)),
-        ),
-        Some(Err(overlap)) => {
-            let mut r = go_error(
-                416,
-                if overlap {
-                    "invalid range: failed to overlap"
+    let range = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| use_range)
+        .unwrap_or_default();
+    let mut ranges = match ranges::parse(range, size) {
+        Ok(r) => r,
+        Err(e) => return range_not_satisfiable(e, size),
+    };
+    if ranges.iter().map(|(_, len)| len).sum::<u64>() > size {
+        ranges.clear();
+    }
+    let mut read = |(start, len): ByteRange| -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        file.seek(SeekFrom::Start(start))?;
+        (&mut file).take(len).read_to_end(&mut buf)?;
+        Ok(buf)
+    };
+    let head = method == Method::HEAD;
+    let mut r = match ranges.as_slice() {
+        [] => StaticReply::new(200).header("content-type", content_type),
+        [one] => StaticReply::new(206)
+            .header("content-range", ranges::content_range(*one, size))
+            .header("content-type", content_type),
+        many => {
+            let mut parts = Vec::with_capacity(many.len());
+            for range in many {
+                // HEAD only needs the lengths: frame empty payloads of the right size
+                let bytes = if head {
+                    vec![0; usize::try_from(range.1).unwrap_or(0)]
                 } else {
-                    "invalid range"
-                },
-            );
-            if overlap {
-                r.headers.push((
-                    b"content-range".to_vec(),
-                    format!("bytes */{size}").into_bytes(),
-                ));
-                r = r.finish();
+                    match read(*range) {
+                        Ok(b) => b,
+                        Err(_) => return internal_error(),
+                    }
+                };
+                parts.push((*range, bytes));
             }
-            return r;
+            let boundary = ranges::boundary();
+            let mut r = StaticReply::new(206).header(
+                "content-type",
+                format!("multipart/byteranges; boundary={boundary}"),
+            );
+            r.body = ranges::multipart(&boundary, &content_type, size, &parts);
+            r
         }
     };
-    let mut r = StaticReply::new(status)
-        .header("accept-ranges", "bytes")
-        .header("content-length", len.to_string())
-        .header("content-type", content_type);
-    if let Some(cr) = content_range {
-        r = r.header("content-range", cr);
-    }
-    if let Some(t) = modified {
-        r = r.header("last-modified", httpdate::fmt_http_date(t));
-    }
-    if method != Method::HEAD {
-        let mut body = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        if file.seek(SeekFrom::Start(start)).is_err()
-            || file.take(len).read_to_end(&mut body).is_err()
-        {
-            return internal_error();
+    let len = match ranges.as_slice() {
+        [] => size,
+        [(_, len)] => *len,
+        _ => r.body.len() as u64,
+    };
+    r = with_last_modified(
+        r.header("accept-ranges", "bytes")
+            .header("content-length", len.to_string()),
+        modified,
+    );
+    if head {
+        r.body.clear();
+    } else if ranges.len() < 2 {
+        let whole = ranges.first().copied().unwrap_or((0, size));
+        match read(whole) {
+            Ok(b) => r.body = b,
+            Err(_) => return internal_error(),
         }
-        r.body = body;
     }
     r.finish()
 }
 
-/// A single `bytes=` range: `Ok(None)` = serve it all (several ranges, or a range covering more
-/// than the file), `Ok(Some((start, len)))`, `Err(true)` = no overlap (416 with `bytes */size`),
-/// `Err(false)` = malformed.
-fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, bool> {
-    let Some(spec) = header.strip_prefix("bytes=") else {
-        return Err(false);
+fn with_last_modified(r: StaticReply, modified: Option<SystemTime>) -> StaticReply {
+    match modified {
+        Some(t) => r.header("last-modified", httpdate::fmt_http_date(t)),
+        None => r,
+    }
+}
+
+/// `416` with Go's error text, and `Content-Range: bytes */SIZE` when nothing overlapped.
+fn range_not_satisfiable(e: RangeError, size: u64) -> StaticReply {
+    let (text, overlap) = match e {
+        RangeError::Invalid => ("invalid range", false),
+        RangeError::NoOverlap => ("invalid range: failed to overlap", true),
     };
-    let specs: Vec<&str> = spec
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut ranges = Vec::new();
-    let mut overlap = false;
-    for s in &specs {
-        let (a, b) = s.split_once('-').ok_or(false)?;
-        let (a, b) = (a.trim(), b.trim());
-        let range = if a.is_empty() {
-            let n: u64 = b.parse().map_err(|_| false)?;
-            if n == 0 {
-                overlap = true;
-                continue;
-            }
-            let n = n.min(size);
-            (size - n, n)
-        } else {
-            let start: u64 = a.parse().map_err(|_| false)?;
-            if start >= size {
-                overlap = true;
-                continue;
-            }
-            let end = if b.is_empty() {
-                size - 1
-            } else {
-                b.parse::<u64>().map_err(|_| false)?.min(size - 1)
-            };
-            if end < start {
-                return Err(false);
-            }
-            (start, end - start + 1)
-        };
-        ranges.push(range);
+    let mut r = go_error(416, text);
+    if overlap {
+        r = r
+            .header("content-range", format!("bytes */{size}"))
+            .finish();
     }
-    match ranges.as_slice() {
-        [] if overlap => Err(true),
-        [] => Err(false),
-        [one] => Ok(Some(*one)),
-        _ => Ok(None),
-    }
+    r
 }
 
 /// Go's built-in `mime` table plus the common `/etc/mime.types` entries.

@@ -388,6 +388,13 @@ impl Exchange {
         let mut resp = Response::new(ProxyBody::full(body));
         *resp.status_mut() = status;
         *resp.headers_mut() = header_map(list);
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            // Go's status text for 416 predates RFC 9110's shorter name.
+            resp.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(
+                    b"Requested Range Not Satisfiable",
+                ));
+        }
         resp
     }
 }

@@ -345,3 +345,163 @@ fn unreadable_file_is_forbidden() {
         );
     }
 }
+
+#[test]
+fn several_ranges_are_multipart_unless_they_outgrow_the_file() {
+    let dir = site();
+    let mut headers = HeaderMap::new();
+    headers.insert("range", HeaderValue::from_static("bytes=0-1,3-4"));
+    let got = serve(dir.path(), "/x.txt", &Method::GET, &headers);
+    assert_eq!(got.status, 206);
+    let ctype = got
+        .headers
+        .iter()
+        .find(|(n, _)| n == b"content-type")
+        .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+        .expect("content-type");
+    let b = ctype
+        .strip_prefix("multipart/byteranges; boundary=")
+        .expect("multipart");
+    assert_eq!(b.len(), 60);
+    let part = |r: &str, p: &str| {
+        format!(
+            "--{b}\r\nContent-Range: bytes {r}/11\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{p}\r\n"
+        )
+    };
+    let body = format!("{}{}--{b}--\r\n", part("0-1", "he"), part("3-4", "lo"));
+    let len = body.len().to_string();
+    check(
+        &dir,
+        &Method::HEAD,
+        "/x.txt",
+        &[("range", "bytes=0-1,3-4")],
+        &Want {
+            status: 206,
+            headers: &[("content-length", &len), ("accept-ranges", "bytes")],
+            body: Some(""),
+        },
+    );
+    assert_eq!(String::from_utf8_lossy(&got.body), body);
+    check(
+        &dir,
+        &Method::GET,
+        "/x.txt",
+        &[("range", "bytes=0-10,0-1")],
+        &Want {
+            status: 200,
+            headers: &[("content-length", "11")],
+            body: Some("hello world"),
+        },
+    );
+    check(
+        &dir,
+        &Method::GET,
+        "/x.txt",
+        &[("range", "bytes=5-2")],
+        &Want {
+            status: 416,
+            headers: &[],
+            body: Some("invalid range\n"),
+        },
+    );
+}
+
+#[test]
+fn if_none_match_star_wins_over_if_modified_since() {
+    let dir = site();
+    let past = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(86400));
+    let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(3600));
+    let not_modified = Want {
+        status: 304,
+        headers: &[],
+        body: Some(""),
+    };
+    check(
+        &dir,
+        &Method::GET,
+        "/x.txt",
+        &[("if-none-match", "*")],
+        &not_modified,
+    );
+    check(
+        &dir,
+        &Method::HEAD,
+        "/x.txt",
+        &[("if-none-match", "\"a\", *"), ("if-modified-since", &past)],
+        &not_modified,
+    );
+    check(
+        &dir,
+        &Method::POST,
+        "/x.txt",
+        &[("if-none-match", "*")],
+        &Want {
+            status: 412,
+            headers: &[],
+            body: Some(""),
+        },
+    );
+    // a tag list without `*` never matches (no ETags), and disables If-Modified-Since
+    check(
+        &dir,
+        &Method::GET,
+        "/x.txt",
+        &[("if-none-match", "\"a\""), ("if-modified-since", &future)],
+        &Want {
+            status: 200,
+            headers: &[],
+            body: Some("hello world"),
+        },
+    );
+    check(
+        &dir,
+        &Method::GET,
+        "/x.txt",
+        &[("if-match", "\"a\"")],
+        &Want {
+            status: 412,
+            headers: &[],
+            body: Some(""),
+        },
+    );
+    // If-Range with a tag never matches: the whole file
+    check(
+        &dir,
+        &Method::GET,
+        "/x.txt",
+        &[("range", "bytes=0-1"), ("if-range", "\"a\"")],
+        &Want {
+            status: 200,
+            headers: &[],
+            body: Some("hello world"),
+        },
+    );
+    // directories only look at If-Modified-Since
+    check(
+        &dir,
+        &Method::GET,
+        "/sub/",
+        &[("if-none-match", "\"a\""), ("if-modified-since", &future)],
+        &not_modified,
+    );
+}
+
+#[test]
+fn head_listing_has_length_and_no_body() {
+    let dir = site();
+    let full = serve(dir.path(), "/sub/", &Method::GET, &HeaderMap::new());
+    let len = full.body.len().to_string();
+    for (method, body) in [(Method::GET, None), (Method::HEAD, Some(""))] {
+        check(
+            &dir,
+            &method,
+            "/sub/",
+            &[],
+            &Want {
+                status: 200,
+                headers: &[("content-length", &len)],
+                body,
+            },
+        );
+    }
+}
