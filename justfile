@@ -54,7 +54,10 @@ clippy: wasm
 test: fmt-check clippy wasm conformance-wasm envoy
     cargo build --quiet -p shim
     python3 envoy/oci/test_oci.py
+    rm -rf target/parity
     cargo test --workspace
+    @echo "Parity: kubectl proxy (oracle) vs shim and Envoy, per case"
+    @cat target/parity/*.txt
 
 # Package the filter as an OCI image (Istio "compat" layout, no docker) and verify it.
 oci: wasm

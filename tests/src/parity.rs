@@ -111,6 +111,16 @@ pub fn check_parity(name: &str) {
         ));
     }
     println!("{table}");
+    // Passing tests' output is captured; `./just test` prints these files after the run.
+    let dir = crate::workspace_root().join("target/parity");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{name}.txt")), &table));
+    if let Err(e) = written {
+        eprintln!(
+            "parity table for {name} not written to {}: {e}",
+            dir.display()
+        );
+    }
     assert!(
         differences.is_empty(),
         "kproxy differs from kubectl proxy (not a documented deviation):\n{differences}"
