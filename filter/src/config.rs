@@ -178,7 +178,8 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-const FIELDS: &[&str] = &[
+/// The top-level fields of the plugin configuration, in documentation order.
+pub(crate) const FIELDS: &[&str] = &[
     "api_prefix",
     "static_prefix",
     "accept_paths",

@@ -10,36 +10,12 @@ use serde_json::{Map, Value, json};
 
 use super::arb;
 use crate::auth::Credentials;
+use crate::config::FIELDS;
 use crate::decision::decide;
 use crate::{Config, ConfigError};
 
-const FIELDS: &[&str] = &[
-    "api_prefix",
-    "static_prefix",
-    "accept_paths",
-    "reject_paths",
-    "accept_hosts",
-    "reject_methods",
-    "disable_filter",
-    "server_path",
-    "credentials",
-    "impersonate",
-    "verbosity",
-];
-
-/// Keys seen at any depth: the fields, their members, and a few unknown ones.
-const KEYS: &[&str] = &[
-    "api_prefix",
-    "static_prefix",
-    "accept_paths",
-    "reject_paths",
-    "accept_hosts",
-    "reject_methods",
-    "disable_filter",
-    "server_path",
-    "credentials",
-    "impersonate",
-    "verbosity",
+/// Keys seen at any depth besides the top-level fields: their members and a few unknown ones.
+const MEMBER_KEYS: &[&str] = &[
     "token",
     "basic",
     "username",
@@ -52,6 +28,11 @@ const KEYS: &[&str] = &[
     "accept_host",
     "",
 ];
+
+/// The fields and [`MEMBER_KEYS`].
+fn keys() -> Vec<&'static str> {
+    FIELDS.iter().chain(MEMBER_KEYS).copied().collect()
+}
 
 /// Strings that matter to the validation: prefixes, regexes good and bad, control characters.
 const STRINGS: &[&str] = &[
@@ -72,7 +53,7 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(3, 32, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map(select(KEYS), inner, 0..4).prop_map(|m| {
+            prop::collection::btree_map(select(keys()), inner, 0..4).prop_map(|m| {
                 Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
             }),
         ]
@@ -81,7 +62,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 
 /// An object with (mostly) known fields and arbitrary values.
 fn config_object() -> impl Strategy<Value = Value> {
-    prop::collection::btree_map(select(KEYS), json_value(), 0..5)
+    prop::collection::btree_map(select(keys()), json_value(), 0..5)
         .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
 }
 
