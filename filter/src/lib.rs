@@ -12,6 +12,7 @@ mod gourl;
 pub mod pattern;
 mod plugin;
 pub mod policy;
+pub mod rewrite;
 pub mod route;
 pub mod service;
 
