@@ -12,6 +12,7 @@ pub mod rawhttp;
 pub mod replies;
 pub mod runner;
 pub mod scenario;
+pub mod services;
 pub mod tls;
 
 #[cfg(test)]

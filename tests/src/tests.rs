@@ -4,11 +4,16 @@
 //! (`kubectl`, the Python `kubernetes` package) through the proxies.
 
 mod clients;
+mod direct;
+mod envoy_host;
 mod expectations;
 mod fake;
 mod faults;
 mod filter_wasm;
+mod leaks;
+mod security;
 mod smoke;
+mod soak;
 
 use crate::backend::Backend;
 use crate::runner::check_scenario;
@@ -39,5 +44,7 @@ scenarios!(
     credentials,
     forwarding,
     upgrades,
-    r#static
+    r#static,
+    direct,
+    attacks
 );

@@ -1,0 +1,1 @@
+//! Fake in-cluster services for direct service-proxy mode. Placeholder.
