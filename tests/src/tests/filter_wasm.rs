@@ -1,9 +1,9 @@
 //! The filter `.wasm` as an artifact: its import list equals `tests/golden/filter-imports.txt`
-//! (a new import is an ABI change the shim must implement first) and it fits the 400 KiB budget.
+//! (a new import is an ABI change the shim must implement first) and it fits the 512 KiB budget (direct mode brought an HTML tokenizer and DEFLATE).
 
 use crate::backend::filter_wasm;
 
-const BUDGET: u64 = 400 * 1024;
+const BUDGET: u64 = 512 * 1024;
 
 fn wasm_bytes() -> Vec<u8> {
     let p = filter_wasm();
