@@ -48,6 +48,16 @@ pub struct RawConfig {
     pub impersonate: Option<RawImpersonate>,
     /// kubectl `-v`.
     pub verbosity: Option<u32>,
+    /// `--service-proxy`: `"apiserver"` (default) or `"direct"`.
+    pub service_proxy: Option<String>,
+    /// `--cluster-domain` (default `cluster.local`).
+    pub cluster_domain: Option<String>,
+    /// `--service-cache-ttl` in whole seconds (default 10; 0 = no cache).
+    pub service_cache_ttl_seconds: Option<u64>,
+    /// The `proxy_http_call` cluster of the API server (default `kube_apiserver`).
+    pub apiserver_cluster: Option<String>,
+    /// `--cross-site-protection` (default false).
+    pub cross_site_protection: Option<bool>,
 }
 
 /// `credentials`: `token` or `basic`, plus an optional rotation key.
@@ -115,7 +125,44 @@ pub struct Config {
     pub impersonate: Option<Impersonate>,
     /// kubectl `-v`: 3 logs accept/reject decisions, 6 also the matching pattern.
     pub verbosity: u32,
+    /// Where service proxy URLs go.
+    pub service_proxy: ServiceProxy,
+    /// The cluster DNS domain of `{name}.{ns}.svc.{domain}` (no leading or trailing dot).
+    pub cluster_domain: String,
+    /// How long a Service lookup stays cached, in seconds (0 = not cached).
+    pub service_cache_ttl_seconds: u64,
+    /// The `proxy_http_call` cluster (upstream) name of the API server.
+    pub apiserver_cluster: String,
+    /// Reject cross-site browser requests to forwarded routes.
+    pub cross_site_protection: bool,
 }
+
+/// `service_proxy`: who serves `/api/v1/namespaces/{ns}/services/{id}/proxy` URLs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ServiceProxy {
+    /// Forward them to the API server like every other API path (kubectl's behaviour).
+    #[default]
+    ApiServer,
+    /// Look the Service up and send the request straight to its cluster DNS name.
+    Direct,
+}
+
+impl ServiceProxy {
+    /// The configuration value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiServer => "apiserver",
+            Self::Direct => "direct",
+        }
+    }
+}
+
+/// The default `cluster_domain`.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
+/// The default `service_cache_ttl_seconds`.
+pub const DEFAULT_SERVICE_CACHE_TTL_SECONDS: u64 = 10;
+/// The default `apiserver_cluster`.
+pub const DEFAULT_APISERVER_CLUSTER: &str = "kube_apiserver";
 
 /// Configured credentials and where rotated ones come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +238,11 @@ pub(crate) const FIELDS: &[&str] = &[
     "credentials",
     "impersonate",
     "verbosity",
+    "service_proxy",
+    "cluster_domain",
+    "service_cache_ttl_seconds",
+    "apiserver_cluster",
+    "cross_site_protection",
 ];
 
 fn field_error(field: &str, message: impl Into<String>) -> ConfigError {
@@ -277,7 +329,69 @@ impl Config {
             credentials: raw.credentials.map(credentials).transpose()?,
             impersonate: raw.impersonate.map(impersonate).transpose()?,
             verbosity: raw.verbosity.unwrap_or(0),
+            service_proxy: match raw.service_proxy.as_deref() {
+                None | Some("apiserver") => ServiceProxy::ApiServer,
+                Some("direct") => ServiceProxy::Direct,
+                Some(other) => {
+                    return Err(field_error(
+                        "service_proxy",
+                        format!("must be \"apiserver\" or \"direct\", not {other:?}"),
+                    ));
+                }
+            },
+            cluster_domain: cluster_domain(raw.cluster_domain.as_deref())?,
+            service_cache_ttl_seconds: raw
+                .service_cache_ttl_seconds
+                .unwrap_or(DEFAULT_SERVICE_CACHE_TTL_SECONDS),
+            apiserver_cluster: match raw.apiserver_cluster {
+                None => DEFAULT_APISERVER_CLUSTER.to_owned(),
+                Some(c) if c.is_empty() => {
+                    return Err(field_error("apiserver_cluster", "must not be empty"));
+                }
+                Some(c) if !is_header_value(&c) || c.contains('\t') => {
+                    return Err(field_error(
+                        "apiserver_cluster",
+                        "must not contain control characters",
+                    ));
+                }
+                Some(c) => c,
+            },
+            cross_site_protection: raw.cross_site_protection.unwrap_or(false),
         })
+    }
+}
+
+/// `cluster_domain`: a DNS name (letters, digits, `-`, dot-separated labels of 1–63 characters,
+/// at most 253 in all), without a leading or trailing dot.
+fn cluster_domain(value: Option<&str>) -> Result<String, ConfigError> {
+    let Some(value) = value else {
+        return Ok(DEFAULT_CLUSTER_DOMAIN.to_owned());
+    };
+    let problem = if value.is_empty() {
+        Some("must not be empty")
+    } else if value.starts_with('.') || value.ends_with('.') {
+        Some("must not start or end with '.'")
+    } else if value.len() > 253 {
+        Some("is longer than 253 characters")
+    } else if value.split('.').any(|label| {
+        label.is_empty()
+            || label.len() > 63
+            || label.starts_with('-')
+            || label.ends_with('-')
+            || !label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }) {
+        Some(
+            "is not a DNS name (dot-separated labels of 1-63 letters, digits or '-', \
+             not starting or ending with '-')",
+        )
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(field_error("cluster_domain", format!("{value:?} {p}"))),
+        None => Ok(value.to_owned()),
     }
 }
 
@@ -411,11 +525,13 @@ fn diagnose(bytes: &[u8], original: &serde_json::Error) -> ConfigError {
     };
     for (key, v) in map {
         let result = match key.as_str() {
-            "api_prefix" | "static_prefix" | "server_path" => try_field::<Option<String>>(v),
+            "api_prefix" | "static_prefix" | "server_path" | "service_proxy" | "cluster_domain"
+            | "apiserver_cluster" => try_field::<Option<String>>(v),
             "accept_paths" | "reject_paths" | "accept_hosts" | "reject_methods" => {
                 try_field::<Option<Vec<String>>>(v)
             }
-            "disable_filter" => try_field::<Option<bool>>(v),
+            "disable_filter" | "cross_site_protection" => try_field::<Option<bool>>(v),
+            "service_cache_ttl_seconds" => try_field::<Option<u64>>(v),
             "credentials" => try_field::<Option<RawCredentials>>(v),
             "impersonate" => try_field::<Option<RawImpersonate>>(v),
             "verbosity" => try_field::<Option<u32>>(v),

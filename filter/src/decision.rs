@@ -5,7 +5,8 @@
 //! No host calls here: `plugin.rs` reads the request, calls this, and applies the result.
 
 use crate::auth::{self, Credentials};
-use crate::config::Config;
+use crate::config::{Config, ServiceProxy};
+use crate::direct::{self, Plan, ServiceLookup};
 use crate::policy::{self, Verdict};
 use crate::route::{self, Route};
 
@@ -32,6 +33,10 @@ pub enum Upstream {
     ApiServer,
     /// The host's static file server.
     Static,
+    /// A Service over plain HTTP (direct mode): the host connects to `:authority`.
+    ServiceHttp,
+    /// A Service over TLS without verification (direct mode).
+    ServiceHttps,
 }
 
 /// A request-header change, applied in order.
@@ -74,6 +79,8 @@ pub enum Decision {
     Forward(Forward),
     /// Answer locally.
     Respond(LocalReply),
+    /// Direct mode: look the Service up first, then [`ServiceLookup::finish`] decides.
+    Lookup(Box<ServiceLookup>),
 }
 
 /// What happened, for metrics.
@@ -93,6 +100,10 @@ pub enum Outcome {
     BadRequest,
     /// `OPTIONS *` (200).
     Options,
+    /// Rejected by the opt-in cross-site protection (403).
+    CrossSite,
+    /// Accepted, then handled by direct mode (a lookup follows, or a 400/404/405 Status).
+    Service,
 }
 
 /// A decision plus what the plugin reports about it.
@@ -107,7 +118,7 @@ pub struct Evaluation {
 }
 
 /// The counters the filter defines (ARCHITECTURE.md, "Metrics and logs").
-pub const COUNTERS: [&str; 9] = [
+pub const COUNTERS: [&str; 13] = [
     "kproxy.requests.accepted",
     "kproxy.requests.rejected.path",
     "kproxy.requests.rejected.method",
@@ -117,7 +128,18 @@ pub const COUNTERS: [&str; 9] = [
     "kproxy.requests.bad_request",
     "kproxy.routed.apiserver",
     "kproxy.routed.static",
+    "kproxy.routed.service",
+    "kproxy.service.lookups",
+    "kproxy.service.cache_hits",
+    "kproxy.requests.rejected.cross_site",
 ];
+
+/// Index of `kproxy.routed.service` in [`COUNTERS`] (counted when a lookup ends in a forward).
+pub const ROUTED_SERVICE: usize = 9;
+/// Index of `kproxy.service.lookups` in [`COUNTERS`] (lookup calls made).
+pub const SERVICE_LOOKUPS: usize = 10;
+/// Index of `kproxy.service.cache_hits` in [`COUNTERS`].
+pub const SERVICE_CACHE_HITS: usize = 11;
 
 // === impl Outcome ===
 
@@ -134,6 +156,8 @@ impl Outcome {
             Self::NotFound => &[5],
             Self::BadRequest => &[6],
             Self::Static => &[8],
+            Self::CrossSite => &[12],
+            Self::Service => &[0],
         }
     }
 }
@@ -146,6 +170,8 @@ impl Upstream {
         match self {
             Self::ApiServer => "apiserver",
             Self::Static => "static",
+            Self::ServiceHttp => "service-http",
+            Self::ServiceHttps => "service-https",
         }
     }
 }
@@ -153,7 +179,7 @@ impl Upstream {
 // === impl LocalReply ===
 
 impl LocalReply {
-    fn new(status: u32, headers: &[(&str, &str)], body: &str) -> Self {
+    pub(crate) fn new(status: u32, headers: &[(&str, &str)], body: &str) -> Self {
         Self {
             status,
             headers: headers
@@ -258,11 +284,7 @@ pub fn evaluate(
             if !config.disable_filter {
                 // An absolute-form target's non-empty host overrides Host, as in Go's server
                 // (`req.Host = req.URL.Host; if req.Host == "" { req.Host = Host header }`).
-                let authority = api
-                    .target_authority
-                    .as_deref()
-                    .filter(|a| !a.is_empty())
-                    .unwrap_or(&head.authority);
+                let authority = request_authority(head, &api);
                 let host = policy::extract_host(authority);
                 let verdict = policy::check(config, &head.method, &api.filter_path, host);
                 let word = if verdict.is_accept() {
@@ -284,6 +306,40 @@ pub fn evaluate(
                     };
                 }
             }
+            if config.cross_site_protection
+                && direct::is_cross_site(&head.headers, request_authority(head, &api))
+            {
+                let host = policy::extract_host(request_authority(head, &api));
+                return Evaluation {
+                    decision: Decision::Respond(LocalReply::forbidden()),
+                    outcome: Outcome::CrossSite,
+                    log: (config.verbosity >= 3).then(|| {
+                        format!(
+                            "Filter rejecting {} {} {host} (cross-site)",
+                            head.method, api.filter_path
+                        )
+                    }),
+                };
+            }
+            if config.service_proxy == ServiceProxy::Direct {
+                match direct::plan(head, &api, &head.authority) {
+                    Plan::ApiServer => {}
+                    Plan::Respond(reply) => {
+                        return Evaluation {
+                            decision: Decision::Respond(reply),
+                            outcome: Outcome::Service,
+                            log,
+                        };
+                    }
+                    Plan::Lookup(lookup) => {
+                        return Evaluation {
+                            decision: Decision::Lookup(lookup),
+                            outcome: Outcome::Service,
+                            log,
+                        };
+                    }
+                }
+            }
             let mut header_ops = routing_ops(Upstream::ApiServer);
             header_ops.extend(auth::header_ops(
                 &head.headers,
@@ -303,7 +359,15 @@ pub fn evaluate(
     }
 }
 
-fn routing_ops(upstream: Upstream) -> Vec<HeaderOp> {
+/// The authority the filter checks: an absolute-form target's host, else `:authority`.
+fn request_authority<'a>(head: &'a RequestHead, api: &'a route::ApiRoute) -> &'a str {
+    api.target_authority
+        .as_deref()
+        .filter(|a| !a.is_empty())
+        .unwrap_or(&head.authority)
+}
+
+pub(crate) fn routing_ops(upstream: Upstream) -> Vec<HeaderOp> {
     vec![
         HeaderOp::Remove(UPSTREAM_HEADER.to_owned()),
         HeaderOp::Replace(UPSTREAM_HEADER.to_owned(), upstream.as_str().to_owned()),

@@ -8,13 +8,16 @@
 pub mod auth;
 pub mod config;
 pub mod decision;
+pub mod direct;
 mod gourl;
+pub mod lookup;
 pub mod pattern;
 mod plugin;
 pub mod policy;
 pub mod rewrite;
 pub mod route;
 pub mod service;
+pub mod status;
 
 #[cfg(test)]
 mod tests;

@@ -2,10 +2,16 @@
 //! start, parses the configuration in `on_configure` (one error line and `false` when invalid),
 //! and per request reads the headers, calls [`evaluate`], and applies the decision.
 //!
+//! Direct mode: a Service lookup is answered from the shared-data cache or made with
+//! `dispatch_http_call` while the request is paused, then applied in `on_http_call_response`;
+//! responses of requests sent to a Service get the apiserver's rewriting (CORS, `Location`,
+//! HTML bodies).
+//!
 //! No policy lives here: every choice is made by the pure modules.
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -13,7 +19,13 @@ use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType};
 
 use crate::auth::RotationCache;
 use crate::config::Config;
-use crate::decision::{COUNTERS, Decision, HeaderOp, RequestHead, UPSTREAM_HEADER, evaluate};
+use crate::decision::{
+    COUNTERS, Decision, Forward, HeaderOp, LocalReply, ROUTED_SERVICE, RequestHead,
+    SERVICE_CACHE_HITS, SERVICE_LOOKUPS, UPSTREAM_HEADER, evaluate,
+};
+use crate::direct::ServiceLookup;
+use crate::lookup::{self, LookupAnswer};
+use crate::rewrite::{self, BodyEncoding, RewriteContext};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
@@ -87,6 +99,9 @@ impl RootContext for Root {
             config: self.config.clone(),
             metrics: self.metrics.clone().unwrap_or_default(),
             rotation: self.rotation.clone(),
+            pending: None,
+            rewrite: None,
+            body_encoding: None,
         }))
     }
 
@@ -100,9 +115,54 @@ struct Http {
     config: Option<Rc<Config>>,
     metrics: Rc<Metrics>,
     rotation: Rc<RefCell<RotationCache>>,
+    /// The service lookup this request waits for.
+    pending: Option<Box<ServiceLookup>>,
+    /// Set when the request went to a Service: its responses are rewritten.
+    rewrite: Option<RewriteContext>,
+    /// Set when the response body is HTML to rewrite.
+    body_encoding: Option<BodyEncoding>,
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        _token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let (Some(lookup), Some(config)) = (self.pending.take(), self.config.clone()) else {
+            return;
+        };
+        let status = if num_headers == 0 {
+            None
+        } else {
+            self.get_http_call_response_header_bytes(":status")
+                .and_then(|s| String::from_utf8(s).ok())
+                .and_then(|s| s.parse().ok())
+        };
+        let body = self
+            .get_http_call_response_body(0, body_size)
+            .unwrap_or_default();
+        let answer = lookup::read_answer(status, &body);
+        if config.service_cache_ttl_seconds > 0 && lookup::cacheable(&answer) {
+            let value = lookup::encode_cache(&answer, self.now_ms());
+            // A CAS mismatch cannot happen without a CAS; either way only the cache is lost.
+            let _ = self.set_shared_data(&lookup.cache_key(), Some(&value), None);
+        }
+        if config.verbosity >= 6 {
+            log::info!(
+                "Service lookup {}/{}: {}",
+                lookup.namespace,
+                lookup.name,
+                status.map_or_else(|| "no response".to_owned(), |s| s.to_string())
+            );
+        }
+        if self.finish(&config, &lookup, &answer) {
+            self.resume_http_request();
+        }
+    }
+}
 
 impl Http {
     fn request_head(&self) -> RequestHead {
@@ -128,6 +188,112 @@ impl Http {
             head.authority = host.unwrap_or_default();
         }
         head
+    }
+
+    /// Milliseconds since the Unix epoch, from the host.
+    fn now_ms(&self) -> u64 {
+        self.get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn apply_forward(&self, forward: &Forward) {
+        for op in &forward.header_ops {
+            match op {
+                HeaderOp::Remove(name) => self.set_http_request_header(name, None),
+                HeaderOp::Add(name, value) => self.add_http_request_header(name, value),
+                HeaderOp::Replace(name, value) => {
+                    self.set_http_request_header(name, Some(value));
+                }
+            }
+        }
+        self.set_http_request_header(":path", Some(&forward.path));
+        // Envoy re-routes on the new headers; other hosts answer NotFound.
+        let _ = self.call_foreign_function("clear_route_cache", None);
+    }
+
+    fn respond(&self, reply: &LocalReply) {
+        let headers = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let body = (!reply.body.is_empty()).then_some(reply.body.as_bytes());
+        self.send_http_response(reply.status, headers, body);
+    }
+
+    /// Applies a lookup's answer; `true` when the request continues upstream.
+    fn finish(&mut self, config: &Config, lookup: &ServiceLookup, answer: &LookupAnswer) -> bool {
+        let resolved = lookup.finish(config, answer);
+        match resolved.decision {
+            Decision::Forward(forward) => {
+                self.apply_forward(&forward);
+                self.metrics.increment(ROUTED_SERVICE);
+                self.rewrite = resolved.rewrite;
+                true
+            }
+            Decision::Respond(reply) => {
+                self.respond(&reply);
+                false
+            }
+            Decision::Lookup(_) => false,
+        }
+    }
+
+    /// Direct mode: answers from the cache, or dispatches the lookup and pauses.
+    fn start_lookup(&mut self, config: &Config, lookup: Box<ServiceLookup>) -> Action {
+        let key = lookup.cache_key();
+        if config.service_cache_ttl_seconds > 0
+            && let Some(bytes) = self.get_shared_data(&key).0
+            && let Some(answer) =
+                lookup::decode_cache(&bytes, self.now_ms(), config.service_cache_ttl_seconds)
+        {
+            self.metrics.increment(SERVICE_CACHE_HITS);
+            return if self.finish(config, &lookup, &answer) {
+                Action::Continue
+            } else {
+                Action::Pause
+            };
+        }
+        let credentials = self.credentials(config);
+        let headers = lookup::request_headers(
+            &config.server_path,
+            &lookup.namespace,
+            &lookup.name,
+            credentials.as_ref(),
+            config.impersonate.as_ref(),
+        );
+        let headers = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        match self.dispatch_http_call(
+            &config.apiserver_cluster,
+            headers,
+            None,
+            Vec::new(),
+            Duration::from_millis(lookup::LOOKUP_TIMEOUT_MS),
+        ) {
+            Ok(_token) => {
+                self.metrics.increment(SERVICE_LOOKUPS);
+                self.pending = Some(lookup);
+                Action::Pause
+            }
+            Err(status) => {
+                log::error!(
+                    "cannot look up service {}/{} through cluster {:?}: {status:?}",
+                    lookup.namespace,
+                    lookup.name,
+                    config.apiserver_cluster
+                );
+                let answer = LookupAnswer::Failed(format!(
+                    "cannot call cluster {:?} ({status:?})",
+                    config.apiserver_cluster
+                ));
+                self.finish(config, &lookup, &answer);
+                Action::Pause
+            }
+        }
     }
 
     /// The configured credentials, or the rotated ones from shared data when present.
@@ -171,30 +337,75 @@ impl HttpContext for Http {
         }
         match evaluation.decision {
             Decision::Forward(forward) => {
-                for op in &forward.header_ops {
-                    match op {
-                        HeaderOp::Remove(name) => self.set_http_request_header(name, None),
-                        HeaderOp::Add(name, value) => self.add_http_request_header(name, value),
-                        HeaderOp::Replace(name, value) => {
-                            self.set_http_request_header(name, Some(value));
-                        }
-                    }
-                }
-                self.set_http_request_header(":path", Some(&forward.path));
-                // Envoy re-routes on the new headers; other hosts answer NotFound.
-                let _ = self.call_foreign_function("clear_route_cache", None);
+                self.apply_forward(&forward);
                 Action::Continue
             }
             Decision::Respond(reply) => {
-                let headers = reply
-                    .headers
-                    .iter()
-                    .map(|(n, v)| (n.as_str(), v.as_str()))
-                    .collect();
-                let body = (!reply.body.is_empty()).then_some(reply.body.as_bytes());
-                self.send_http_response(reply.status, headers, body);
+                self.respond(&reply);
                 Action::Pause
             }
+            Decision::Lookup(lookup) => self.start_lookup(&config, lookup),
         }
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(ctx) = &self.rewrite else {
+            return Action::Continue;
+        };
+        let headers = self.get_http_response_headers_bytes();
+        let text = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let mut cors: Vec<&str> = headers
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| rewrite::is_cors_header(n))
+            .collect();
+        cors.dedup();
+        for name in cors {
+            self.set_http_response_header(name, None);
+        }
+        if let Some(location) = text("location") {
+            let rewritten = rewrite::rewrite_location(ctx, location);
+            if rewritten != location {
+                self.set_http_response_header("location", Some(&rewritten));
+            }
+        }
+        // apimachinery rewrites either the Location or the body, never both.
+        if !end_of_stream && text("location").is_none_or(str::is_empty) {
+            self.body_encoding =
+                rewrite::html_body_encoding(text("content-type"), text("content-encoding"));
+            if self.body_encoding.is_some() {
+                // The rewritten body has another length. Envoy turns a response-headers pause
+                // into StopAllIteration (no body callbacks until the stream is continued), so
+                // the head must go now: without content-length, the body goes out chunked.
+                self.set_http_response_header("content-length", None);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let (Some(ctx), Some(enc)) = (&self.rewrite, self.body_encoding) else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        let body = self
+            .get_http_response_body(0, body_size)
+            .unwrap_or_default();
+        match rewrite::rewrite_html_body(ctx, enc, &body) {
+            Ok(new) => {
+                if new != body {
+                    self.set_http_response_body(0, body_size, &new);
+                }
+            }
+            Err(e) => log::warn!("passing an HTML response body unchanged: {e}"),
+        }
+        Action::Continue
     }
 }

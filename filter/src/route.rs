@@ -46,6 +46,12 @@ pub struct ApiRoute {
     /// The authority of an absolute-form (or CONNECT authority-form) target, which replaces
     /// `Host` for the filter as in Go's server.
     pub target_authority: Option<String>,
+    /// The stripped path as the API server sees it, escaped, without the server path or query.
+    pub api_path: String,
+    /// The stripped path, decoded (raw bytes).
+    pub decoded_path: Vec<u8>,
+    /// The raw query: `None` without `?`.
+    pub query: Option<String>,
 }
 
 /// A request target split like Go's `url.ParseRequestURI`.
@@ -276,6 +282,9 @@ fn api(config: &Config, prefix: &str, target: &Target<'_>, decoded: &[u8], escap
         filter_path: gourl::go_lossy(&path),
         upstream_path: with_query(&joined, target.query, true),
         target_authority: target.authority.map(str::to_owned),
+        api_path: escaped_path,
+        decoded_path: path.into_owned(),
+        query: target.query.map(str::to_owned),
     })
 }
 

@@ -83,6 +83,9 @@ fn check_decision(spec: &Spec, head: &RequestHead, decision: &Decision) -> Resul
     match fwd.upstream {
         Upstream::Static => check_static(spec, &view, fwd),
         Upstream::ApiServer => check_api(spec, head, &view, fwd),
+        Upstream::ServiceHttp | Upstream::ServiceHttps => {
+            Err("a service route without direct mode".to_owned())
+        }
     }
 }
 

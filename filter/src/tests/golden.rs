@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::Config;
 use crate::auth::Credentials;
+use crate::config::ServiceProxy;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/golden/config")
@@ -31,7 +32,7 @@ const INVALID: &[(&str, &str)] = &[
     ),
     (
         "invalid-unknown-field.json",
-        "invalid plugin configuration: accept_host: unknown field, expected one of api_prefix, static_prefix, accept_paths, reject_paths, accept_hosts, reject_methods, disable_filter, server_path, credentials, impersonate, verbosity",
+        "invalid plugin configuration: accept_host: unknown field, expected one of api_prefix, static_prefix, accept_paths, reject_paths, accept_hosts, reject_methods, disable_filter, server_path, credentials, impersonate, verbosity, service_proxy, cluster_domain, service_cache_ttl_seconds, apiserver_cluster, cross_site_protection",
     ),
     (
         "invalid-type.json",
@@ -44,6 +45,26 @@ const INVALID: &[(&str, &str)] = &[
     (
         "invalid-credentials-field.json",
         "invalid plugin configuration: credentials: unknown field `tokn`, expected one of `token`, `basic`, `shared_data_key`",
+    ),
+    (
+        "invalid-service-proxy.json",
+        "invalid plugin configuration: service_proxy: must be \"apiserver\" or \"direct\", not \"Direct\"",
+    ),
+    (
+        "invalid-cluster-domain.json",
+        "invalid plugin configuration: cluster_domain: \".cluster.local\" must not start or end with '.'",
+    ),
+    (
+        "invalid-service-cache-ttl.json",
+        "invalid plugin configuration: service_cache_ttl_seconds: invalid value: integer `-1`, expected u64",
+    ),
+    (
+        "invalid-apiserver-cluster.json",
+        "invalid plugin configuration: apiserver_cluster: must not be empty",
+    ),
+    (
+        "invalid-cross-site-protection.json",
+        "invalid plugin configuration: cross_site_protection: invalid type: string \"yes\", expected a boolean",
     ),
     (
         "invalid-static-prefix.json",
@@ -115,6 +136,11 @@ fn default_json_is_kubectl_defaults() {
         assert_eq!(config.credentials, None);
         assert_eq!(config.impersonate, None);
         assert_eq!(config.verbosity, 0);
+        assert_eq!(config.service_proxy, ServiceProxy::ApiServer);
+        assert_eq!(config.cluster_domain, "cluster.local");
+        assert_eq!(config.service_cache_ttl_seconds, 10);
+        assert_eq!(config.apiserver_cluster, "kube_apiserver");
+        assert!(!config.cross_site_protection);
     }
     assert!(Config::parse(b"").is_ok(), "empty configuration = defaults");
 }
@@ -140,4 +166,49 @@ fn golden_configs_resolve_as_documented() {
     let off = Config::parse(&read("disable-filter.json")).expect("disable-filter");
     assert!(off.disable_filter);
     assert_eq!(off.verbosity, 3);
+    let direct = Config::parse(&read("direct.json")).expect("direct");
+    assert_eq!(direct.service_proxy, ServiceProxy::Direct);
+    assert_eq!(direct.cluster_domain, "corp.example");
+    assert_eq!(direct.service_cache_ttl_seconds, 30);
+    assert_eq!(direct.apiserver_cluster, "kube_apiserver");
+    assert!(direct.cross_site_protection);
+}
+
+/// The new fields' validation, beyond the golden files.
+#[test]
+fn direct_mode_fields_validate() {
+    let err = |json: &str| Config::parse(json.as_bytes()).expect_err(json).to_string();
+    assert_eq!(
+        err(r#"{"cluster_domain": ""}"#),
+        "cluster_domain: \"\" must not be empty"
+    );
+    for bad in ["a..b", "a_b.local", "-a.local", "a-.local", "a b"] {
+        assert!(
+            err(&format!(r#"{{"cluster_domain": "{bad}"}}"#))
+                .starts_with(&format!("cluster_domain: \"{bad}\" is not a DNS name")),
+            "{bad}"
+        );
+    }
+    let long = format!("{}.local", "a".repeat(64));
+    assert!(err(&format!(r#"{{"cluster_domain": "{long}"}}"#)).contains("is not a DNS name"));
+    let too_long = vec!["a".repeat(60); 5].join(".");
+    assert!(err(&format!(r#"{{"cluster_domain": "{too_long}"}}"#)).contains("longer than 253"));
+    for good in ["cluster.local", "Corp-1.Example", "x"] {
+        let c = Config::parse(format!(r#"{{"cluster_domain": "{good}"}}"#).as_bytes()).expect(good);
+        assert_eq!(c.cluster_domain, good);
+    }
+    assert_eq!(
+        err(r#"{"apiserver_cluster": "a\tb"}"#),
+        "apiserver_cluster: must not contain control characters"
+    );
+    assert_eq!(
+        err(r#"{"service_cache_ttl_seconds": 1.5}"#),
+        "service_cache_ttl_seconds: invalid type: floating point `1.5`, expected u64"
+    );
+    assert_eq!(
+        err(r#"{"service_proxy": null, "cluster_domain": 3}"#),
+        "cluster_domain: invalid type: integer `3`, expected a string"
+    );
+    let zero = Config::parse(br#"{"service_cache_ttl_seconds": 0}"#).expect("ttl 0");
+    assert_eq!(zero.service_cache_ttl_seconds, 0);
 }

@@ -16,7 +16,7 @@ fn credentials_only_for_api_routes() {
         &head("GET", path, "localhost", headers),
     ) {
         Decision::Forward(f) => f.header_ops,
-        Decision::Respond(r) => panic!("unexpected reply {r:?}"),
+        other => panic!("unexpected decision {other:?}"),
     };
     let mut expected = routing("apiserver");
     expected.extend([

@@ -111,6 +111,17 @@ fn reserialize(c: &Config) -> Value {
     map.insert("disable_filter".into(), json!(c.disable_filter));
     map.insert("server_path".into(), json!(c.server_path));
     map.insert("verbosity".into(), json!(c.verbosity));
+    map.insert("service_proxy".into(), json!(c.service_proxy.as_str()));
+    map.insert("cluster_domain".into(), json!(c.cluster_domain));
+    map.insert(
+        "service_cache_ttl_seconds".into(),
+        json!(c.service_cache_ttl_seconds),
+    );
+    map.insert("apiserver_cluster".into(), json!(c.apiserver_cluster));
+    map.insert(
+        "cross_site_protection".into(),
+        json!(c.cross_site_protection),
+    );
     if let Some(creds) = &c.credentials {
         let mut v = match &creds.static_credentials {
             Some(Credentials::Token(t)) => json!({ "token": t }),
