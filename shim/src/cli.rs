@@ -5,6 +5,7 @@
 //!
 //! It must not bind sockets or start the wasm VM; printing is left to `main.rs`.
 
+mod direct;
 mod goparse;
 mod help;
 mod klog;
@@ -18,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use direct::{ConnectTo, ServiceProxy, bracketed};
 pub use klog::klog_line;
 
 use crate::credentials::Credentials;
@@ -80,6 +82,16 @@ pub struct Settings {
     pub workers: usize,
     /// `--metrics-address`.
     pub metrics_address: Option<SocketAddr>,
+    /// `--service-proxy`.
+    pub service_proxy: ServiceProxy,
+    /// `--cluster-domain` (validated DNS name).
+    pub cluster_domain: String,
+    /// `--service-cache-ttl` (whole seconds).
+    pub service_cache_ttl: Duration,
+    /// `--connect-to`, in the order given (first match wins).
+    pub connect_to: Vec<ConnectTo>,
+    /// `--cross-site-protection`.
+    pub cross_site_protection: bool,
 }
 
 /// The parsed command line (values typed, nothing resolved yet).
@@ -129,6 +141,16 @@ pub struct Flags {
     pub metrics_address: Option<SocketAddr>,
     /// `--print-plugin-config`.
     pub print_plugin_config: bool,
+    /// `--service-proxy`.
+    pub service_proxy: ServiceProxy,
+    /// `--cluster-domain`.
+    pub cluster_domain: String,
+    /// `--service-cache-ttl` in whole seconds.
+    pub service_cache_ttl_seconds: u64,
+    /// `--connect-to` (repeatable).
+    pub connect_to: Vec<ConnectTo>,
+    /// `--cross-site-protection`.
+    pub cross_site_protection: bool,
     /// `envoy-bootstrap` subcommand and its flags (`None` = run the proxy).
     pub envoy: Option<crate::envoy::EnvoyFlags>,
 }
@@ -252,6 +274,24 @@ impl Flags {
             None => None,
         };
         let envoy = envoy_flags(raw)?;
+        let service_proxy = match raw.last("service-proxy") {
+            Some(v) => ServiceProxy::parse(v).map_err(|why| invalid("service-proxy", v, &why))?,
+            None => ServiceProxy::default(),
+        };
+        let cluster_domain = text("cluster-domain");
+        direct::check_cluster_domain(&cluster_domain)
+            .map_err(|why| invalid("cluster-domain", &cluster_domain, &why))?;
+        let service_cache_ttl_seconds = match raw.last("service-cache-ttl") {
+            Some(v) => whole_seconds(v).map_err(|why| invalid("service-cache-ttl", v, &why))?,
+            None => DEFAULT_SERVICE_CACHE_TTL_SECONDS,
+        };
+        let connect_to = raw
+            .values
+            .get("connect-to")
+            .into_iter()
+            .flatten()
+            .map(|v| ConnectTo::parse(v).map_err(|why| invalid("connect-to", v, &why)))
+            .collect::<Result<Vec<_>, _>>()?;
         boolean("match-server-version")?;
         boolean("warnings-as-errors")?;
         Ok(Self {
@@ -296,6 +336,11 @@ impl Flags {
             workers,
             metrics_address,
             print_plugin_config: boolean("print-plugin-config")?,
+            service_proxy,
+            cluster_domain,
+            service_cache_ttl_seconds,
+            connect_to,
+            cross_site_protection: boolean("cross-site-protection")?,
             envoy,
         })
     }
@@ -304,6 +349,21 @@ impl Flags {
     fn relaxed(&self) -> bool {
         self.reject_paths.is_empty() || self.reject_methods.is_empty()
     }
+}
+
+/// `--service-cache-ttl`'s default (`10s`).
+const DEFAULT_SERVICE_CACHE_TTL_SECONDS: u64 = 10;
+
+/// A Go duration that is a whole, non-negative number of seconds.
+fn whole_seconds(value: &str) -> Result<u64, String> {
+    let nanos = goparse::parse_duration(value)?;
+    if nanos < 0 {
+        return Err("must not be negative".to_owned());
+    }
+    if nanos % 1_000_000_000 != 0 {
+        return Err("must be a whole number of seconds".to_owned());
+    }
+    u64::try_from(nanos / 1_000_000_000).map_err(|_| "out of range".to_owned())
 }
 
 fn invalid(long: &str, value: &str, why: &str) -> CliError {
@@ -513,10 +573,19 @@ pub fn resolve_with_target(
             credentials: Arc::new(credentials),
             workers,
             metrics_address: flags.metrics_address,
+            service_proxy: flags.service_proxy,
+            cluster_domain: flags.cluster_domain.clone(),
+            service_cache_ttl: Duration::from_secs(flags.service_cache_ttl_seconds),
+            connect_to: flags.connect_to.clone(),
+            cross_site_protection: flags.cross_site_protection,
         },
         target,
     ))
 }
+
+/// The `proxy_http_call` cluster name of the API server (plugin field `apiserver_cluster`); the
+/// shim registers it, the Envoy bootstrap names its API-server cluster the same.
+pub const APISERVER_CLUSTER: &str = "kube_apiserver";
 
 /// The plugin configuration JSON (ARCHITECTURE.md contract) for these flags and target. Every
 /// field is written out; credentials appear only as a shared-data key (the shim publishes the
@@ -532,6 +601,11 @@ pub fn plugin_config(flags: &Flags, target: &Target) -> serde_json::Value {
         "disable_filter": flags.disable_filter,
         "server_path": if flags.append_server_path { target.cluster.server_path.as_str() } else { "" },
         "verbosity": flags.verbosity,
+        "service_proxy": flags.service_proxy.as_str(),
+        "cluster_domain": flags.cluster_domain,
+        "service_cache_ttl_seconds": flags.service_cache_ttl_seconds,
+        "apiserver_cluster": APISERVER_CLUSTER,
+        "cross_site_protection": flags.cross_site_protection,
     });
     if target.credential != CredentialSource::None {
         json["credentials"] =

@@ -34,12 +34,16 @@ use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
-pub use plan::{Credential, ListenerAddr, Pem, Plan, San, TokenFile, Upstream, UpstreamTls};
+pub use plan::{
+    AuthorityMatch, ConnectRoute, Credential, ListenerAddr, Pem, Plan, San, Services, TokenFile,
+    Upstream, UpstreamTls,
+};
 pub use render::{
-    APISERVER_CLUSTER, NO_UPSTREAM_BODY, Rendered, STATIC_BODY, SdsFile, TOKEN_SECRET, render,
+    APISERVER_CLUSTER, NO_UPSTREAM_BODY, Rendered, SERVICES_HTTP_CLUSTER, SERVICES_HTTPS_CLUSTER,
+    STATIC_BODY, SdsFile, TOKEN_SECRET, render,
 };
 
-use crate::cli::Settings;
+use crate::cli::{ServiceProxy, Settings};
 use crate::kubeconfig::Target;
 
 /// The first positional argument that selects this subcommand.
@@ -88,6 +92,9 @@ pub enum EnvoyError {
     /// rewritten).
     #[error("plugin configuration: {0}")]
     PluginConfig(String),
+    /// A `--connect-to` entry Envoy cannot express.
+    #[error("{0}")]
+    ConnectTo(String),
     /// Writing the output failed.
     #[error("{0}")]
     Write(String),
@@ -151,6 +158,12 @@ pub fn plan(
         )?,
         token_file,
         contains_secret: matches!(credential, Credential::Inline(_)),
+        services: match settings.service_proxy {
+            ServiceProxy::ApiServer => None,
+            ServiceProxy::Direct => Some(Services {
+                connect_to: plan::connect_routes(&settings.connect_to)?,
+            }),
+        },
     })
 }
 

@@ -11,7 +11,9 @@ pub mod host;
 pub mod kubeconfig;
 
 pub mod errors;
+mod gauges;
 pub mod server;
+mod services;
 pub mod static_files;
 pub mod upgrade;
 pub mod upstream;

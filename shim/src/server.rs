@@ -13,6 +13,8 @@ mod listen;
 mod metrics;
 
 #[cfg(test)]
+mod direct_tests;
+#[cfg(test)]
 mod tests;
 
 use std::cell::RefCell;
@@ -29,7 +31,7 @@ pub(crate) use exchange::error_reply;
 use crate::cli::{FilterSource, Settings, StaticFiles};
 use crate::credentials::{Credentials, SharedDataSink};
 use crate::errors::{ServeError, errno_text};
-use crate::host::{HostError, HttpStream, Plugin, PluginOptions, StreamInfo, Vm};
+use crate::host::{ClusterTarget, HostError, HttpStream, Plugin, PluginOptions, StreamInfo, Vm};
 use crate::kubeconfig::Cluster;
 use crate::upstream::Upstream;
 
@@ -71,16 +73,37 @@ fn prepare(settings: Settings) -> Result<(Arc<Plugin>, Arc<Shared>), ServeError>
             reason: errno_text(&e),
         })?,
     };
-    let options = PluginOptions {
+    let mut options = PluginOptions {
         name: "kproxy".to_owned(),
         configuration: settings.plugin_config.clone().into_bytes(),
         ..PluginOptions::default()
     };
+    options.clusters.insert(
+        crate::cli::APISERVER_CLUSTER.to_owned(),
+        apiserver_cluster(&settings.cluster),
+    );
     let plugin = Plugin::new(&module, options)?;
     settings
         .credentials
         .attach(Arc::new(PluginSink(plugin.clone())));
     Ok((plugin, Arc::new(Shared::from(settings))))
+}
+
+/// The `proxy_http_call` cluster of the API server (the filter's Service lookups): the kubeconfig
+/// server's scheme and authority (the filter adds `server_path` itself) and its TLS configuration,
+/// client certificate included.
+pub(crate) fn apiserver_cluster(cluster: &Cluster) -> ClusterTarget {
+    let scheme = cluster.server.scheme_str().unwrap_or("http");
+    let authority = cluster
+        .server
+        .authority()
+        .map_or_else(|| cluster.host_header.clone(), |a| a.as_str().to_owned());
+    let mut target = ClusterTarget::new(format!("{scheme}://{authority}"));
+    target.tls.clone_from(&cluster.tls);
+    if target.tls.is_some() {
+        target.server_name = Some(cluster.tls_server_name.clone());
+    }
+    target
 }
 
 /// Starts the worker threads; each reports whether its VM started before serving.
@@ -122,6 +145,7 @@ pub(crate) struct Shared {
     pub(crate) credentials: Arc<Credentials>,
     pub(crate) workers: usize,
     pub(crate) metrics_address: Option<std::net::SocketAddr>,
+    pub(crate) connect_to: Vec<crate::cli::ConnectTo>,
 }
 
 impl From<Settings> for Shared {
@@ -134,6 +158,7 @@ impl From<Settings> for Shared {
             credentials: s.credentials,
             workers: s.workers,
             metrics_address: s.metrics_address,
+            connect_to: s.connect_to,
         }
     }
 }
@@ -156,6 +181,7 @@ pub(crate) struct Worker {
     vm: RefCell<Option<Vm>>,
     last_start_failure: RefCell<Option<Instant>>,
     pub(crate) upstream: Upstream,
+    pub(crate) services: crate::services::Services,
     pub(crate) shared: Arc<Shared>,
 }
 
@@ -164,17 +190,19 @@ impl Worker {
     pub(crate) fn start(plugin: Arc<Plugin>, shared: Arc<Shared>) -> Result<Rc<Self>, HostError> {
         let vm = Vm::start(plugin.clone())?;
         let upstream = Upstream::new(shared.cluster.clone());
+        let services = crate::services::Services::new(&shared.connect_to);
         Ok(Rc::new(Self {
             plugin,
             vm: RefCell::new(Some(vm)),
             last_start_failure: RefCell::new(None),
             upstream,
+            services,
             shared,
         }))
     }
 
     /// A new stream on the VM, restarting a failed VM first (at most once a second).
-    pub(crate) fn stream(&self, info: StreamInfo) -> Result<HttpStream, String> {
+    pub(crate) fn stream(&self, info: StreamInfo) -> Result<LiveStream, String> {
         let mut vm = self.vm.borrow_mut();
         if vm.as_ref().is_none_or(Vm::is_failed) {
             *vm = None;
@@ -198,8 +226,38 @@ impl Worker {
             }
         }
         match vm.as_ref() {
-            Some(vm) => Ok(vm.stream(info)),
+            Some(vm) => {
+                let live = crate::gauges::STREAMS_LIVE.hold();
+                Ok(LiveStream {
+                    stream: vm.stream(info),
+                    _live: live,
+                })
+            }
             None => Err("wasm vm is not running".to_owned()),
         }
+    }
+}
+
+// === impl LiveStream ===
+
+/// An [`HttpStream`] counted in `kproxy_shim_streams_live` until it is dropped (the stream's
+/// `on_log`/`on_done`/`on_delete` run first: fields drop in declaration order).
+#[derive(Debug)]
+pub(crate) struct LiveStream {
+    stream: HttpStream,
+    _live: crate::gauges::Held,
+}
+
+impl std::ops::Deref for LiveStream {
+    type Target = HttpStream;
+
+    fn deref(&self) -> &HttpStream {
+        &self.stream
+    }
+}
+
+impl std::ops::DerefMut for LiveStream {
+    fn deref_mut(&mut self) -> &mut HttpStream {
+        &mut self.stream
     }
 }

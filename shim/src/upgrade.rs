@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 
 use crate::kubeconfig::Cluster;
 use crate::server::body::ProxyBody;
-use crate::upstream::{append_forwarded_for, default_user_agent, dial};
+use crate::upstream::{Stream, append_forwarded_for, default_user_agent, dial};
 
 /// What an upgrade needs from the worker and the connection.
 #[derive(Clone, Copy, Debug)]
@@ -68,6 +68,21 @@ pub(crate) async fn forward(
         Ok(stream) => stream,
         Err(e) => return error(&format!("error dialing backend: {e}")),
     };
+    tunnel(stream, method, path, headers, client, &error).await
+}
+
+/// Sends the upgrade request on `stream` (already dialed) with `headers` as they are; a 101 is
+/// relayed and the bytes copied both ways in a local task, an error status relayed with its
+/// body and the connection closed; other answers and failures go through `fail`.
+pub(crate) async fn tunnel(
+    stream: Stream,
+    method: Method,
+    path: &str,
+    headers: HeaderMap,
+    client: OnUpgrade,
+    fail: &dyn Fn(&str) -> Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    let error = fail;
     let handshake = hyper::client::conn::http1::Builder::new()
         .title_case_headers(true)
         .handshake::<_, ProxyBody>(TokioIo::new(stream))
@@ -101,14 +116,11 @@ pub(crate) async fn forward(
     let status = resp.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let upstream = hyper::upgrade::on(&mut resp);
+        let open = crate::gauges::TUNNELS_OPEN.hold();
         tokio::task::spawn_local(async move {
+            let _open = open;
             match tokio::try_join!(upstream, client) {
-                Ok((up, down)) => {
-                    let (mut up, mut down) = (TokioIo::new(up), TokioIo::new(down));
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut down, &mut up).await {
-                        tracing::debug!("upgrade tunnel ended: {e}");
-                    }
-                }
+                Ok((up, down)) => relay(TokioIo::new(down), TokioIo::new(up)).await,
                 Err(e) => tracing::error!("Error proxying data from client to backend: {e}"),
             }
         });
@@ -134,9 +146,61 @@ pub(crate) async fn forward(
     ))
 }
 
+/// Copies both ways until **either** direction ends (EOF or error), then closes both, as
+/// kubectl's `UpgradeAwareHandler` does: a client that goes away never leaves the tunnel (and
+/// the backend connection) open behind it.
+async fn relay<A, B>(down: A, up: B)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite,
+{
+    use tokio::io::AsyncWriteExt as _;
+    let (mut down_r, mut down_w) = tokio::io::split(down);
+    let (mut up_r, mut up_w) = tokio::io::split(up);
+    let result = tokio::select! {
+        r = tokio::io::copy(&mut down_r, &mut up_w) => r,
+        r = tokio::io::copy(&mut up_r, &mut down_w) => r,
+    };
+    if let Err(e) = result {
+        tracing::debug!("upgrade tunnel ended: {e}");
+    }
+    let _ = up_w.shutdown().await;
+    let _ = down_w.shutdown().await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Either side ending ends the tunnel, even when the other stays silent and open.
+    #[tokio::test]
+    async fn tunnel_ends_when_either_side_ends() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        for client_leaves in [true, false] {
+            let (down, mut client) = tokio::io::duplex(64);
+            let (up, mut backend) = tokio::io::duplex(64);
+            let task = tokio::spawn(relay(down, up));
+            client.write_all(b"ping").await.expect("write");
+            let mut buf = [0u8; 4];
+            backend.read_exact(&mut buf).await.expect("relayed");
+            assert_eq!(&buf, b"ping");
+            // One side goes away; the other keeps its end open and silent.
+            let mut survivor = if client_leaves {
+                drop(client);
+                backend
+            } else {
+                drop(backend);
+                client
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), task)
+                .await
+                .expect("tunnel ended")
+                .expect("task");
+            let mut rest = Vec::new();
+            let n = survivor.read_to_end(&mut rest).await.expect("closed");
+            assert_eq!(n, 0, "the survivor sees EOF");
+        }
+    }
 
     #[test]
     fn upgrade_headers_keep_hop_by_hop_and_add_xff_host() {

@@ -446,7 +446,7 @@ impl Upstream {
 
 /// Go's text for a failed round trip: the dial/TLS error, `EOF` for a connection closed before
 /// the response, or `net/http: HTTP/1.x transport connection broken: …`.
-fn go_client_error(e: &hyper_util::client::legacy::Error) -> String {
+pub(crate) fn go_client_error(e: &hyper_util::client::legacy::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(dial) = err.downcast_ref::<DialError>() {

@@ -1,7 +1,7 @@
 //! The three proxies under test, as child processes: our `shim`, a real Envoy 1.40 with the kproxy
-//! filter, and `kubectl proxy` (the oracle). Each is started with the same kubectl-proxy flags and
-//! kubeconfig on a free port, stopped (killed) on drop, and its stderr is kept for failure
-//! messages.
+//! filter (bootstrap from `shim envoy-bootstrap`), and `kubectl proxy` (the oracle). Each is
+//! started with the same kubectl-proxy flags and kubeconfig on a free port, stopped (killed) on
+//! drop, and its stderr is kept for failure messages.
 //!
 //! Availability is decided at run time: a missing binary is skipped locally and fails under `CI`.
 //! It must not know about scenarios.
@@ -63,34 +63,42 @@ impl Backend {
             },
             Backend::Shim => existing(shim_bin(), "SHIM_BIN"),
             Backend::Envoy => {
-                let bin = existing(env_path("ENVOY_BIN", ".venv/bin/envoy"), "ENVOY_BIN")?;
+                let bin = envoy_bin()?;
                 existing(filter_wasm(), "FILTER_WASM")?;
+                // The bootstrap is rendered by `shim envoy-bootstrap`.
+                existing(shim_bin(), "SHIM_BIN")?;
                 Ok(bin)
             }
         }
     }
 
-    /// Starts the backend with `flags` and the kubeconfig `kc`; `dir` holds its files.
+    /// Starts the backend with `flags` and the kubeconfig `kc`; `dir` holds its files. (`_fake`
+    /// is the server `kc` points to; every backend reads what it needs from `kc`.)
     pub fn spawn(
         self,
         flags: &[String],
         kc: &Kubeconfig,
-        fake: &FakeApiServer,
+        _fake: &FakeApiServer,
         dir: &TempDir,
     ) -> Result<Running> {
         let bin = self.binary().map_err(anyhow::Error::msg)?;
-        let stderr_path = dir
-            .path()
-            .join(format!("{}-{}.stderr", self.name(), unique()));
-        let stderr = std::fs::File::create(&stderr_path)?;
-        let mut cmd = Command::new(&bin);
-        cmd.env("HOME", dir.path())
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr);
         match self {
             Backend::Kubectl | Backend::Shim => {
+                let stderr_path = dir
+                    .path()
+                    .join(format!("{}-{}.stderr", self.name(), unique()));
+                let stderr = std::fs::File::create(&stderr_path)?;
+                let mut cmd = Command::new(&bin);
+                cmd.env("HOME", dir.path())
+                    .env_remove("KUBECONFIG")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(stderr);
+                if self == Backend::Shim && std::env::var_os("KPROXY_WASM_CACHE_DIR").is_none() {
+                    // One compiled-module cache for every shim the tests start: a debug build
+                    // compiles the filter once, not once per process.
+                    cmd.env("KPROXY_WASM_CACHE_DIR", wasm_cache_dir());
+                }
                 if self == Backend::Kubectl {
                     cmd.arg("proxy");
                 }
@@ -106,38 +114,61 @@ impl Backend {
                 Running::wait_for_banner(self, child, stderr_path)
             }
             Backend::Envoy => {
-                let shim = shim_bin();
-                let shim = shim.is_file().then_some(shim.as_path());
-                let config = crate::envoy::plugin_config(shim, flags, kc)?;
                 let listen_port = free_port()?;
                 let admin_port = free_port()?;
-                let ca_path = kc.path.with_file_name("ca.crt");
-                let yaml = crate::envoy::render(
-                    &crate::envoy::template()?,
-                    &crate::envoy::Bootstrap {
-                        admin_port,
+                let cfg_path = crate::envoy::render_bootstrap(
+                    &shim_bin(),
+                    &crate::envoy::BootstrapArgs {
+                        flags,
+                        kubeconfig: &kc.path,
                         listen_port,
-                        filter_wasm: &filter_wasm(),
-                        plugin_config: &config,
-                        api_ip: kc.server_addr.ip(),
-                        api_port: kc.server_addr.port(),
-                        api_ca: fake.ca_pem().is_some().then_some(ca_path.as_path()),
+                        admin_port,
+                        wasm: &filter_wasm(),
+                        output: &dir.path().join(format!("envoy-{}.yaml", unique())),
+                        home: dir.path(),
                     },
                 )?;
-                let cfg_path = dir.write(&format!("envoy-{}.yaml", unique()), yaml.as_bytes())?;
-                cmd.arg("-c")
-                    .arg(&cfg_path)
-                    .args(["--concurrency", "1", "--disable-hot-restart"])
-                    .args(["--log-level", "warning"])
-                    .args(["--component-log-level", "wasm:trace"]);
-                let child = cmd
-                    .spawn()
-                    .with_context(|| format!("spawning {}", bin.display()))?;
-                let addr = SocketAddr::from(([127, 0, 0, 1], listen_port));
-                Running::wait_for_envoy(child, addr, admin_port, stderr_path)
+                spawn_envoy(&bin, &cfg_path, listen_port, admin_port, dir)
             }
         }
     }
+}
+
+/// Starts Envoy (`bin`) with the bootstrap `config` that listens on 127.0.0.1:`listen_port` with
+/// its admin interface on 127.0.0.1:`admin_port`, and waits until admin `/ready` answers 200.
+/// One worker thread (one wasm VM), so counters and VM failures are deterministic.
+pub fn spawn_envoy(
+    bin: &Path,
+    config: &Path,
+    listen_port: u16,
+    admin_port: u16,
+    dir: &TempDir,
+) -> Result<Running> {
+    let stderr_path = dir.path().join(format!("envoy-{}.stderr", unique()));
+    let child = Command::new(bin)
+        .env("HOME", dir.path())
+        .arg("-c")
+        .arg(config)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .args(["--log-level", "warning"])
+        .args(["--component-log-level", "wasm:trace"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path)?)
+        .spawn()
+        .with_context(|| format!("spawning {}", bin.display()))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], listen_port));
+    Running::wait_for_envoy(child, addr, admin_port, stderr_path)
+}
+
+/// `ENVOY_BIN`, default `<workspace>/.venv/bin/envoy`, or why it is missing.
+pub fn envoy_bin() -> Result<PathBuf, String> {
+    existing(env_path("ENVOY_BIN", ".venv/bin/envoy"), "ENVOY_BIN")
+}
+
+/// The shared compiled-module cache of the shims the tests start (`target/wasm-cache`).
+pub fn wasm_cache_dir() -> PathBuf {
+    crate::workspace_root().join("target/wasm-cache")
 }
 
 /// Whether a run may skip `backend`: `Some(())` to go on; `None` after printing
@@ -161,6 +192,7 @@ pub struct Running {
     pub backend: Backend,
     child: Child,
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     stderr_path: PathBuf,
 }
 
@@ -170,6 +202,21 @@ impl Running {
     /// Where the proxy listens.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Envoy's admin interface (`None` for the other backends).
+    pub fn admin(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    /// The process id (to check that a process was not restarted).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// The last 150 lines of the backend's stderr, for failure messages.
@@ -198,6 +245,7 @@ impl Running {
                     backend,
                     child,
                     addr,
+                    admin: None,
                     stderr_path,
                 });
             }
@@ -236,6 +284,7 @@ impl Running {
                     backend: Backend::Envoy,
                     child,
                     addr,
+                    admin: Some(admin),
                     stderr_path,
                 });
             }

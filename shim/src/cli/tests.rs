@@ -54,6 +54,127 @@ fn defaults_match_kubectl() {
     assert_eq!(f.reject_methods, ["^$"]);
     assert_eq!(f.keepalive_nanos, 0);
     assert!(!f.disable_filter && !f.append_server_path && !f.print_plugin_config);
+    assert_eq!(f.service_proxy, ServiceProxy::ApiServer);
+    assert_eq!(f.cluster_domain, "cluster.local");
+    assert_eq!(f.service_cache_ttl_seconds, 10);
+    assert!(f.connect_to.is_empty() && !f.cross_site_protection);
+}
+
+fn connect(text: &str) -> ConnectTo {
+    ConnectTo::parse(text).expect("valid --connect-to")
+}
+
+/// The direct-mode flags, accepted forms (with and without `envoy-bootstrap`).
+#[test]
+fn direct_mode_flags() {
+    check(&["--service-proxy=direct"], |f| {
+        f.service_proxy = ServiceProxy::Direct
+    });
+    check(&["--service-proxy", "apiserver"], |f| {
+        f.service_proxy = ServiceProxy::ApiServer
+    });
+    check(&["--cluster-domain=k8s.example"], |f| {
+        f.cluster_domain = "k8s.example".into()
+    });
+    check(&["--service-cache-ttl=0"], |f| {
+        f.service_cache_ttl_seconds = 0
+    });
+    check(&["--service-cache-ttl", "1m30s"], |f| {
+        f.service_cache_ttl_seconds = 90
+    });
+    check(
+        &["--service-cache-ttl=1500ms", "--service-cache-ttl=2s"],
+        |f| f.service_cache_ttl_seconds = 2,
+    );
+    check(&["--cross-site-protection"], |f| {
+        f.cross_site_protection = true
+    });
+    check(&["--cross-site-protection=false"], |f| {
+        f.cross_site_protection = false
+    });
+    check(
+        &[
+            "--connect-to=a.svc:80:127.0.0.1:8080",
+            "--connect-to",
+            "[::1]:443::8443",
+        ],
+        |f| {
+            f.connect_to = vec![
+                connect("a.svc:80:127.0.0.1:8080"),
+                connect("[::1]:443::8443"),
+            ];
+        },
+    );
+    let Ok(Command::Run(flags)) = parse([
+        "envoy-bootstrap",
+        "--service-proxy=direct",
+        "--cluster-domain=c.example",
+        "--service-cache-ttl=0s",
+        "--connect-to=::h:1",
+        "--cross-site-protection",
+    ]) else {
+        panic!("envoy-bootstrap rejects the direct-mode flags")
+    };
+    assert!(flags.envoy.is_some());
+    assert_eq!(flags.service_proxy, ServiceProxy::Direct);
+    assert_eq!(flags.cluster_domain, "c.example");
+    assert_eq!(flags.service_cache_ttl_seconds, 0);
+    assert_eq!(flags.connect_to, [connect("::h:1")]);
+    assert!(flags.cross_site_protection);
+}
+
+#[test]
+fn direct_mode_flag_errors() {
+    let table: &[(&[&str], &str)] = &[
+        (
+            &["--service-proxy=pods"],
+            r#"invalid argument "pods" for "--service-proxy" flag: must be one of "apiserver" or "direct""#,
+        ),
+        (
+            &["--service-proxy="],
+            r#"invalid argument "" for "--service-proxy" flag: must be one of "apiserver" or "direct""#,
+        ),
+        (
+            &["--cluster-domain="],
+            r#"invalid argument "" for "--cluster-domain" flag: must not be empty"#,
+        ),
+        (
+            &["--cluster-domain=cluster.local."],
+            r#"invalid argument "cluster.local." for "--cluster-domain" flag: must not start or end with '.'"#,
+        ),
+        (
+            &["--cluster-domain=a_b"],
+            r#"invalid argument "a_b" for "--cluster-domain" flag: is not a DNS name (dot-separated labels of 1-63 letters, digits or '-', not starting or ending with '-')"#,
+        ),
+        (
+            &["--service-cache-ttl=10"],
+            r#"invalid argument "10" for "--service-cache-ttl" flag: time: missing unit in duration "10""#,
+        ),
+        (
+            &["--service-cache-ttl=1.5s"],
+            r#"invalid argument "1.5s" for "--service-cache-ttl" flag: must be a whole number of seconds"#,
+        ),
+        (
+            &["--service-cache-ttl=-1s"],
+            r#"invalid argument "-1s" for "--service-cache-ttl" flag: must not be negative"#,
+        ),
+        (
+            &["--connect-to=a:1:b"],
+            r#"invalid argument "a:1:b" for "--connect-to" flag: want HOST1:PORT1:HOST2:PORT2 (IPv6 addresses in brackets)"#,
+        ),
+        (
+            &["--connect-to=ok:1:b:2", "--connect-to=a:99999:b:2"],
+            r#"invalid argument "a:99999:b:2" for "--connect-to" flag: port "99999" is not a number from 1 to 65535"#,
+        ),
+        (
+            &["--cross-site-protection=maybe"],
+            r#"invalid argument "maybe" for "--cross-site-protection" flag: strconv.ParseBool: parsing "maybe": invalid syntax"#,
+        ),
+        (&["--connect-to"], "flag needs an argument: --connect-to"),
+    ];
+    for (args, want) in table {
+        check_usage_error(args, want);
+    }
 }
 
 #[test]
@@ -529,6 +650,24 @@ fn settings_from_flags() {
     );
     let (result, _) = fixture.resolve(&["--filter-config={}"]);
     assert_eq!(result.expect("resolves").plugin_config, "{}");
+
+    let (result, _) = fixture.resolve(&[
+        "--service-proxy=direct",
+        "--cluster-domain=c.example",
+        "--service-cache-ttl=1m",
+        "--connect-to=a:1:b:2",
+        "--connect-to=:::9",
+        "--cross-site-protection",
+    ]);
+    let settings = result.expect("resolves");
+    assert_eq!(settings.service_proxy, ServiceProxy::Direct);
+    assert_eq!(settings.cluster_domain, "c.example");
+    assert_eq!(
+        settings.service_cache_ttl,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(settings.connect_to, [connect("a:1:b:2"), connect(":::9")]);
+    assert!(settings.cross_site_protection);
 }
 
 // --- plugin JSON goldens ---
@@ -595,6 +734,17 @@ fn plugin_config_goldens() {
         "impersonate-over-http-dropped",
         &["--context=plain", "--as=bob"],
     );
+    check_golden(
+        "direct-mode",
+        &[
+            "--context=plain",
+            "--service-proxy=direct",
+            "--cluster-domain=k8s.example",
+            "--service-cache-ttl=0s",
+            "--connect-to=::127.0.0.1:",
+            "--cross-site-protection",
+        ],
+    );
 }
 
 /// Fills absent fields with the contract's defaults so goldens written in a sparse style
@@ -610,6 +760,11 @@ fn normalize(mut json: serde_json::Value) -> serde_json::Value {
         "disable_filter": false,
         "server_path": "",
         "verbosity": 0,
+        "service_proxy": "apiserver",
+        "cluster_domain": "cluster.local",
+        "service_cache_ttl_seconds": 10,
+        "apiserver_cluster": "kube_apiserver",
+        "cross_site_protection": false,
     });
     if let (Some(obj), Some(defaults)) = (json.as_object_mut(), defaults.as_object()) {
         for (key, value) in defaults {
@@ -649,6 +804,16 @@ fn flags_reproduce_the_contract_goldens() {
             "--reject-paths=",
             "--reject-methods=POST,PUT,PATCH",
             "--accept-paths=^/api/v1/namespaces/default/.*",
+        ],
+    );
+    check_contract(
+        "direct",
+        &[
+            "--context=plain",
+            "--service-proxy=direct",
+            "--cluster-domain=corp.example",
+            "--service-cache-ttl=30s",
+            "--cross-site-protection",
         ],
     );
 }

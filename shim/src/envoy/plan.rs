@@ -9,7 +9,7 @@ use crate::server::{resolve, split_host};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 
-use crate::cli::Listen;
+use crate::cli::{ConnectTo, Listen, bracketed};
 use crate::credentials::Credentials;
 use crate::kubeconfig::{Cluster, CredentialSource, PemSource, TlsMaterial};
 
@@ -34,6 +34,41 @@ pub struct Plan {
     pub token_file: Option<TokenFile>,
     /// The plugin configuration carries a credential (the output must stay private).
     pub contains_secret: bool,
+    /// `--service-proxy=direct`: routes and clusters for in-cluster services.
+    pub services: Option<Services>,
+}
+
+/// Direct service-proxy mode: the filter routes service URLs with `x-kproxy-upstream:
+/// service-http|service-https` and `:authority` = `name.ns.svc.domain:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Services {
+    /// The `--connect-to` entries, in command-line order (first match wins).
+    pub connect_to: Vec<ConnectRoute>,
+}
+
+/// One `--connect-to` entry as Envoy routes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectRoute {
+    /// The entry as given (curl syntax), for names and comments.
+    pub entry: String,
+    /// Which `:authority` values it applies to.
+    pub authority: AuthorityMatch,
+    /// Where it connects; `None` = where the authority names (HOST2 and PORT2 both empty).
+    pub target: Option<(String, u16)>,
+}
+
+/// A match on the `:authority` the filter set (always `host:port`, IPv6 in brackets), ignoring
+/// case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthorityMatch {
+    /// HOST1 and PORT1 given: `host:port` exactly.
+    Exact(String),
+    /// Only HOST1: `host:` followed by any port.
+    Host(String),
+    /// Only PORT1: any host followed by `:port`.
+    Port(u16),
+    /// Neither: every authority.
+    Any,
 }
 
 /// Where the proxy listens.
@@ -281,4 +316,43 @@ fn pem(source: &PemSource) -> Pem {
         PemSource::File(path) => Pem::File(std::path::absolute(path).unwrap_or(path.clone())),
         PemSource::Data(data) => Pem::Inline(data.clone()),
     }
+}
+
+/// The `--connect-to` entries as routes. An entry whose HOST2 (or PORT2) is empty keeps the
+/// request's host (port); Envoy's static clusters can only do that when HOST1 (PORT1) fixes it,
+/// or when both are empty (the entry then goes to the dynamic forward proxy unchanged).
+pub(super) fn connect_routes(entries: &[ConnectTo]) -> Result<Vec<ConnectRoute>, EnvoyError> {
+    entries
+        .iter()
+        .map(|c| {
+            let from_host = (!c.from_host.is_empty()).then(|| bracketed(&c.from_host));
+            let authority = match (&from_host, c.from_port) {
+                (Some(host), Some(port)) => AuthorityMatch::Exact(format!("{host}:{port}")),
+                (Some(host), None) => AuthorityMatch::Host(host.clone()),
+                (None, Some(port)) => AuthorityMatch::Port(port),
+                (None, None) => AuthorityMatch::Any,
+            };
+            let to_host = if c.to_host.is_empty() {
+                (!c.from_host.is_empty()).then(|| c.from_host.clone())
+            } else {
+                Some(c.to_host.clone())
+            };
+            let to_port = c.to_port.or(c.from_port);
+            let target = match (to_host, to_port) {
+                (Some(host), Some(port)) => Some((host, port)),
+                _ if c.to_host.is_empty() && c.to_port.is_none() => None,
+                _ => {
+                    return Err(EnvoyError::ConnectTo(format!(
+                        "--connect-to {c}: Envoy cannot keep the request's {} with a static cluster; name HOST2 and PORT2 (or HOST1 and PORT1)",
+                        if c.to_host.is_empty() { "host" } else { "port" }
+                    )));
+                }
+            };
+            Ok(ConnectRoute {
+                entry: c.to_string(),
+                authority,
+                target,
+            })
+        })
+        .collect()
 }

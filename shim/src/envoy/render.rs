@@ -10,10 +10,24 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use serde_yaml::{Mapping, Value};
 
-use super::plan::{ListenerAddr, Pem, Plan, San, TokenFile, UpstreamTls};
+use super::plan::{AuthorityMatch, ListenerAddr, Pem, Plan, San, TokenFile, UpstreamTls};
 
 /// The cluster name of the API server.
 pub const APISERVER_CLUSTER: &str = "kube_apiserver";
+
+/// The dynamic-forward-proxy cluster for `x-kproxy-upstream: service-http`.
+pub const SERVICES_HTTP_CLUSTER: &str = "kproxy_services_http";
+
+/// The dynamic-forward-proxy cluster for `x-kproxy-upstream: service-https` (TLS, nothing
+/// verified, as the API server's own service-proxy transport).
+pub const SERVICES_HTTPS_CLUSTER: &str = "kproxy_services_https";
+
+/// The filter's routing decisions for services.
+const SERVICE_HTTP: &str = "service-http";
+const SERVICE_HTTPS: &str = "service-https";
+
+/// The DNS cache the dynamic-forward-proxy filter and both clusters share.
+const SERVICES_DNS_CACHE: &str = "kproxy_services";
 
 /// The name of the SDS generic secret holding the token file.
 pub const TOKEN_SECRET: &str = "kproxy-token";
@@ -23,6 +37,10 @@ pub const NO_UPSTREAM_BODY: &str = "kproxy: no upstream\n";
 
 /// Body of the local reply for the filter's `static` decision (Envoy serves no directories).
 pub const STATIC_BODY: &str = "kproxy: static files are served by shim only\n";
+
+/// The `Host` Envoy gives a Host-less HTTP/1.0 request: no accept-hosts regex of kubectl's
+/// matches it, so such a request is refused (403) as kubectl refuses the empty host.
+const HTTP10_DEFAULT_HOST: &str = "kproxy-http10-without-host.invalid";
 
 /// The rendered files.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +80,7 @@ pub fn render(plan: &Plan) -> Rendered {
         "static_resources".into(),
         map([
             ("listeners", Value::Sequence(vec![listener(plan)])),
-            ("clusters", Value::Sequence(vec![cluster(plan)])),
+            ("clusters", Value::Sequence(clusters(plan))),
         ]),
     );
     let mut bootstrap = String::from(
@@ -119,7 +137,16 @@ fn listener(plan: &Plan) -> Value {
         ("common_http_protocol_options", map([("idle_timeout", "0s".into())])),
         // Go's server: 1 MiB of headers plus 4 KiB slack.
         ("max_request_headers_kb", 1028.into()),
-        ("http_protocol_options", map([("accept_http_10", true.into())])),
+        // Go accepts HTTP/1.0 (a Host-less one has host "" and is filtered: 403) and any
+        // method token; a default host no accept-hosts entry matches keeps that outcome.
+        (
+            "http_protocol_options",
+            map([
+                ("accept_http_10", true.into()),
+                ("default_host_for_http_10", HTTP10_DEFAULT_HOST.into()),
+                ("allow_custom_methods", true.into()),
+            ]),
+        ),
         (
             "upgrade_configs",
             Value::Sequence(vec![
@@ -128,33 +155,15 @@ fn listener(plan: &Plan) -> Value {
             ]),
         ),
         ("route_config", route_config(plan)),
-        // kubectl answers transport errors with 500, Envoy with 503.
-        (
-            "local_reply_config",
-            map([(
-                "mappers",
-                Value::Sequence(vec![map([
-                    (
-                        "filter",
-                        map([(
-                            "response_flag_filter",
-                            map([(
-                                "flags",
-                                Value::Sequence(
-                                    ["UF", "UH", "UC", "URX", "DF"]
-                                        .map(Value::from)
-                                        .to_vec(),
-                                ),
-                            )]),
-                        )]),
-                    ),
-                    ("status_code", 500.into()),
-                ])]),
-            )]),
-        ),
+        ("local_reply_config", local_reply_config(plan)),
         (
             "http_filters",
-            Value::Sequence(vec![wasm_filter(plan), router()]),
+            Value::Sequence(
+                std::iter::once(wasm_filter(plan))
+                    .chain(plan.services.is_some().then(dfp_filter))
+                    .chain([router()])
+                    .collect(),
+            ),
         ),
     ]);
     map([
@@ -179,65 +188,58 @@ fn listener(plan: &Plan) -> Value {
 }
 
 fn route_config(plan: &Plan) -> Value {
-    let decided = |value: &str| {
-        map([
-            ("prefix", "".into()),
-            (
-                "headers",
-                Value::Sequence(vec![map([
-                    ("name", "x-kproxy-upstream".into()),
-                    ("string_match", map([("exact", value.into())])),
-                ])]),
-            ),
-        ])
-    };
     let local = |status: u64, body: &str| {
         map([
             ("status", status.into()),
             ("body", map([("inline_string", body.into())])),
         ])
     };
-    let mut apiserver = Mapping::new();
-    apiserver.insert("match".into(), decided("apiserver"));
-    // kubectl adds no X-Forwarded-Proto; Envoy always sets one, so it goes (a client's too).
-    apiserver.insert(
-        "request_headers_to_remove".into(),
-        Value::Sequence(vec!["x-kproxy-upstream".into(), "x-forwarded-proto".into()]),
-    );
-    // Go's ReverseProxy appends the TCP peer address (none on a unix socket).
-    if matches!(plan.listener, ListenerAddr::Tcp { .. }) {
-        apiserver.insert(
-            "request_headers_to_add".into(),
-            Value::Sequence(vec![map([
-                (
-                    "header",
-                    map([
-                        ("key", "x-forwarded-for".into()),
-                        (
-                            "value",
-                            "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%".into(),
-                        ),
-                    ]),
-                ),
-                ("append_action", "APPEND_IF_EXISTS_OR_ADD".into()),
-            ])]),
-        );
+    let mut routes = Vec::new();
+    if let Some(services) = &plan.services {
+        // --connect-to first: the first matching entry wins, before the DNS lookup.
+        for (i, entry) in services.connect_to.iter().enumerate() {
+            for (upstream, tls) in [(SERVICE_HTTP, false), (SERVICE_HTTPS, true)] {
+                let cluster = match &entry.target {
+                    Some(_) => connect_to_cluster_name(i, tls),
+                    None => dfp_cluster_name(tls).to_owned(),
+                };
+                let mut matcher = decided(upstream);
+                if let Some(authority) = authority_matcher(&entry.authority)
+                    && let Some(Value::Sequence(headers)) = matcher.get_mut("headers")
+                {
+                    headers.push(authority);
+                }
+                routes.push(forward_route(
+                    plan,
+                    &format!("{upstream}-connect-to-{i}"),
+                    matcher,
+                    &cluster,
+                    None,
+                ));
+            }
+        }
     }
-    apiserver.insert(
-        "route".into(),
-        map([
-            ("cluster", APISERVER_CLUSTER.into()),
-            ("timeout", "0s".into()),
-            (
-                "host_rewrite_literal",
-                plan.upstream.host_header.clone().into(),
-            ),
-        ]),
-    );
-    let mut routes = vec![Value::Mapping(apiserver)];
+    routes.push(forward_route(
+        plan,
+        "apiserver",
+        decided("apiserver"),
+        APISERVER_CLUSTER,
+        Some(&plan.upstream.host_header),
+    ));
+    if plan.services.is_some() {
+        for (upstream, tls) in [(SERVICE_HTTP, false), (SERVICE_HTTPS, true)] {
+            routes.push(forward_route(
+                plan,
+                upstream,
+                decided(upstream),
+                dfp_cluster_name(tls),
+                None,
+            ));
+        }
+    }
     if plan.static_files {
         routes.push(map([
-            ("match", decided("static")),
+            ("match", Value::Mapping(decided("static"))),
             ("direct_response", local(501, STATIC_BODY)),
         ]));
     }
@@ -254,6 +256,211 @@ fn route_config(plan: &Plan) -> Value {
                 ("domains", Value::Sequence(vec!["*".into()])),
                 ("routes", Value::Sequence(routes)),
             ])]),
+        ),
+    ])
+}
+
+/// A route match on the filter's decision `x-kproxy-upstream: value`.
+fn decided(value: &str) -> Mapping {
+    let mut m = Mapping::new();
+    m.insert("prefix".into(), "".into());
+    m.insert(
+        "headers".into(),
+        Value::Sequence(vec![header_match(
+            "x-kproxy-upstream",
+            "exact",
+            value.into(),
+            false,
+        )]),
+    );
+    m
+}
+
+fn header_match(name: &str, kind: &str, value: Value, ignore_case: bool) -> Value {
+    let mut string_match = Mapping::new();
+    string_match.insert(kind.into(), value);
+    if ignore_case {
+        string_match.insert("ignore_case".into(), true.into());
+    }
+    map([
+        ("name", name.into()),
+        ("string_match", Value::Mapping(string_match)),
+    ])
+}
+
+/// The `:authority` condition of a `--connect-to` entry (`None` = any).
+fn authority_matcher(authority: &AuthorityMatch) -> Option<Value> {
+    let m = |kind: &str, value: String| Some(header_match(":authority", kind, value.into(), true));
+    match authority {
+        AuthorityMatch::Exact(a) => m("exact", a.clone()),
+        AuthorityMatch::Host(h) => m("prefix", format!("{h}:")),
+        AuthorityMatch::Port(p) => m("suffix", format!(":{p}")),
+        AuthorityMatch::Any => None,
+    }
+}
+
+/// A route that forwards what the filter decided: the routing header (and what kubectl never
+/// forwards) removed, the peer address appended to X-Forwarded-For as Go's ReverseProxy does,
+/// no timeout (watches, exec, port-forward). `host` rewrites `Host` (the API server); services
+/// keep the `:authority` the filter set.
+fn forward_route(
+    plan: &Plan,
+    name: &str,
+    matcher: Mapping,
+    cluster: &str,
+    host: Option<&str>,
+) -> Value {
+    let mut route = Mapping::new();
+    route.insert("name".into(), name.into());
+    route.insert("match".into(), Value::Mapping(matcher));
+    // kubectl adds no X-Forwarded-Proto; Envoy always sets one, so it goes (a client's too).
+    // Proxy-Authorization is for this proxy, never for the upstream (Go drops it).
+    route.insert(
+        "request_headers_to_remove".into(),
+        Value::Sequence(vec![
+            "x-kproxy-upstream".into(),
+            "x-forwarded-proto".into(),
+            "proxy-authorization".into(),
+        ]),
+    );
+    // Go's ReverseProxy appends the TCP peer address (none on a unix socket).
+    if matches!(plan.listener, ListenerAddr::Tcp { .. }) {
+        route.insert(
+            "request_headers_to_add".into(),
+            Value::Sequence(vec![map([
+                (
+                    "header",
+                    map([
+                        ("key", "x-forwarded-for".into()),
+                        (
+                            "value",
+                            "%DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT%".into(),
+                        ),
+                    ]),
+                ),
+                ("append_action", "APPEND_IF_EXISTS_OR_ADD".into()),
+            ])]),
+        );
+    }
+    let mut action = Mapping::new();
+    action.insert("cluster".into(), cluster.into());
+    action.insert("timeout".into(), "0s".into());
+    if let Some(host) = host {
+        action.insert("host_rewrite_literal".into(), host.into());
+    }
+    route.insert("route".into(), Value::Mapping(action));
+    Value::Mapping(route)
+}
+
+/// Transport failures as kubectl answers them: 500 on the API-server route (Go's
+/// ReverseProxy error handler), and on service routes the API server's 503 Status
+/// `error trying to reach service: …` (the reason is Envoy's text, not Go's).
+fn local_reply_config(plan: &Plan) -> Value {
+    let transport_failure = || {
+        map([(
+            "response_flag_filter",
+            map([(
+                "flags",
+                Value::Sequence(["UF", "UH", "UC", "URX", "DF"].map(Value::from).to_vec()),
+            )]),
+        )])
+    };
+    let mut mappers = Vec::new();
+    if plan.services.is_some() {
+        mappers.push(map([
+            (
+                "filter",
+                map([(
+                    "and_filter",
+                    map([(
+                        "filters",
+                        Value::Sequence(vec![
+                            transport_failure(),
+                            map([(
+                                "extension_filter",
+                                map([
+                                    ("name", "envoy.access_loggers.extension_filters.cel".into()),
+                                    (
+                                        "typed_config",
+                                        map([
+                                            (
+                                                "@type",
+                                                "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter"
+                                                    .into(),
+                                            ),
+                                            ("expression", SERVICE_ROUTE_CEL.into()),
+                                        ]),
+                                    ),
+                                ]),
+                            )]),
+                        ]),
+                    )]),
+                )]),
+            ),
+            ("status_code", 503.into()),
+            (
+                "body_format_override",
+                map([
+                    (
+                        "text_format_source",
+                        map([("inline_string", SERVICE_ERROR_FORMAT.into())]),
+                    ),
+                    ("content_type", "application/json".into()),
+                ]),
+            ),
+        ]));
+    }
+    mappers.push(map([
+        ("filter", transport_failure()),
+        ("status_code", 500.into()),
+    ]));
+    map([("mappers", Value::Sequence(mappers))])
+}
+
+/// Selects the service routes (named `service-http…`, `service-https…`) in local replies.
+const SERVICE_ROUTE_CEL: &str = "xds.route_name.startsWith('service-')";
+
+/// The API server's Status for a service it cannot reach; Envoy's reason has no `"` or `\`.
+const SERVICE_ERROR_FORMAT: &str = "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"error trying to reach service: %LOCAL_REPLY_BODY%\",\"reason\":\"ServiceUnavailable\",\"code\":503}\n";
+
+/// `dynamic_forward_proxy` between the wasm filter and the router: it resolves the
+/// `:authority` the filter set for the service clusters (and does nothing for the others).
+fn dfp_filter() -> Value {
+    map([
+        ("name", "envoy.filters.http.dynamic_forward_proxy".into()),
+        (
+            "typed_config",
+            map([
+                (
+                    "@type",
+                    "type.googleapis.com/envoy.extensions.filters.http.dynamic_forward_proxy.v3.FilterConfig"
+                        .into(),
+                ),
+                ("dns_cache_config", dns_cache_config()),
+            ]),
+        ),
+    ])
+}
+
+/// Identical in the filter and both clusters (Envoy requires it). The system resolver
+/// (`getaddrinfo`: `/etc/hosts`, `nsswitch`), as Go's `net.Dial`.
+fn dns_cache_config() -> Value {
+    map([
+        ("name", SERVICES_DNS_CACHE.into()),
+        ("dns_lookup_family", "V4_PREFERRED".into()),
+        (
+            "typed_dns_resolver_config",
+            map([
+                ("name", "envoy.network.dns_resolver.getaddrinfo".into()),
+                (
+                    "typed_config",
+                    map([(
+                        "@type",
+                        "type.googleapis.com/envoy.extensions.network.dns_resolver.getaddrinfo.v3.GetAddrInfoDnsResolverConfig"
+                            .into(),
+                    )]),
+                ),
+            ]),
         ),
     ])
 }
@@ -321,6 +528,157 @@ fn router() -> Value {
                 ),
                 ("suppress_envoy_headers", true.into()),
             ]),
+        ),
+    ])
+}
+
+// --- clusters ---
+
+fn clusters(plan: &Plan) -> Vec<Value> {
+    let mut clusters = vec![cluster(plan)];
+    if let Some(services) = &plan.services {
+        clusters.push(dfp_cluster(false));
+        clusters.push(dfp_cluster(true));
+        for (i, entry) in services.connect_to.iter().enumerate() {
+            if let Some((host, port)) = &entry.target {
+                clusters.push(connect_to_cluster(i, host, *port, false));
+                clusters.push(connect_to_cluster(i, host, *port, true));
+            }
+        }
+    }
+    clusters
+}
+
+fn dfp_cluster_name(tls: bool) -> &'static str {
+    if tls {
+        SERVICES_HTTPS_CLUSTER
+    } else {
+        SERVICES_HTTP_CLUSTER
+    }
+}
+
+fn connect_to_cluster_name(i: usize, tls: bool) -> String {
+    format!(
+        "kproxy_connect_to_{i}_{}",
+        if tls { "https" } else { "http" }
+    )
+}
+
+/// A dynamic-forward-proxy cluster: connects to the `:authority` host and port.
+fn dfp_cluster(tls: bool) -> Value {
+    let mut config = Mapping::new();
+    config.insert(
+        "@type".into(),
+        "type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig"
+            .into(),
+    );
+    config.insert("dns_cache_config".into(), dns_cache_config());
+    // Envoy insists on auto_sni + auto_san_validation for every DFP cluster unless told
+    // otherwise: the API server's service-proxy transport verifies nothing (and plain HTTP has
+    // nothing to verify).
+    config.insert("allow_insecure_cluster_options".into(), true.into());
+    let mut cluster = Mapping::new();
+    cluster.insert("name".into(), dfp_cluster_name(tls).into());
+    cluster.insert("connect_timeout".into(), "30s".into());
+    cluster.insert("lb_policy".into(), "CLUSTER_PROVIDED".into());
+    cluster.insert(
+        "cluster_type".into(),
+        map([
+            ("name", "envoy.clusters.dynamic_forward_proxy".into()),
+            ("typed_config", Value::Mapping(config)),
+        ]),
+    );
+    service_transport(&mut cluster, tls);
+    Value::Mapping(cluster)
+}
+
+/// A static cluster for the target `host:port` of `--connect-to` entry `i`.
+fn connect_to_cluster(i: usize, host: &str, port: u16, tls: bool) -> Value {
+    let name = connect_to_cluster_name(i, tls);
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let mut cluster = Mapping::new();
+    cluster.insert("name".into(), name.clone().into());
+    cluster.insert(
+        "type".into(),
+        if is_ip { "STATIC" } else { "LOGICAL_DNS" }.into(),
+    );
+    if !is_ip {
+        cluster.insert("dns_lookup_family".into(), "V4_PREFERRED".into());
+    }
+    cluster.insert("connect_timeout".into(), "30s".into());
+    cluster.insert("load_assignment".into(), load_assignment(&name, host, port));
+    service_transport(&mut cluster, tls);
+    Value::Mapping(cluster)
+}
+
+/// HTTP/1.1 (upgrades stay plain), SNI from the `:authority` host (none for an IP), and for
+/// `tls` a TLS transport without a validation context.
+fn service_transport(cluster: &mut Mapping, tls: bool) {
+    let mut options = Mapping::new();
+    options.insert(
+        "@type".into(),
+        "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions".into(),
+    );
+    options.insert(
+        "common_http_protocol_options".into(),
+        map([("idle_timeout", "90s".into())]),
+    );
+    if tls {
+        options.insert(
+            "upstream_http_protocol_options".into(),
+            map([("auto_sni", true.into())]),
+        );
+    }
+    options.insert(
+        "explicit_http_config".into(),
+        map([("http_protocol_options", Value::Mapping(Mapping::new()))]),
+    );
+    cluster.insert(
+        "typed_extension_protocol_options".into(),
+        map([(
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            Value::Mapping(options),
+        )]),
+    );
+    if tls {
+        cluster.insert(
+            "transport_socket".into(),
+            map([
+                ("name", "envoy.transport_sockets.tls".into()),
+                (
+                    "typed_config",
+                    map([
+                        (
+                            "@type",
+                            "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+                                .into(),
+                        ),
+                        (
+                            "common_tls_context",
+                            map([(
+                                "alpn_protocols",
+                                Value::Sequence(vec!["http/1.1".into()]),
+                            )]),
+                        ),
+                    ]),
+                ),
+            ]),
+        );
+    }
+}
+
+fn load_assignment(name: &str, host: &str, port: u16) -> Value {
+    map([
+        ("cluster_name", name.into()),
+        (
+            "endpoints",
+            Value::Sequence(vec![map([(
+                "lb_endpoints",
+                Value::Sequence(vec![map([(
+                    "endpoint",
+                    map([("address", socket_address(host, port, false))]),
+                )])]),
+            )])]),
         ),
     ])
 }

@@ -55,6 +55,27 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("exec", &["--context=exec"]),
     (
+        "direct",
+        &[
+            "--context=token",
+            "--service-proxy=direct",
+            "--cluster-domain=corp.example",
+            "--service-cache-ttl=30s",
+        ],
+    ),
+    (
+        "direct-connect-to",
+        &[
+            "--context=file",
+            "--service-proxy=direct",
+            "--connect-to=web.default.svc.cluster.local:80:127.0.0.1:18080",
+            "--connect-to=:8443:backend.example:443",
+            "--connect-to=[fd00::1]:443:[::1]:",
+            "--connect-to=::127.0.0.1:19000",
+            "--connect-to=keep.example:81::",
+        ],
+    ),
+    (
         "plain-http",
         &[
             "--context=token",
@@ -345,7 +366,8 @@ fn envoy_validates_every_bootstrap() {
             .expect("run envoy");
         assert!(
             out.status.success(),
-            "{name}: envoy --mode validate failed:\n{}",
+            "{name}: envoy --mode validate failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         let mode = std::os::unix::fs::PermissionsExt::mode(
@@ -353,4 +375,77 @@ fn envoy_validates_every_bootstrap() {
         );
         assert_eq!(mode & 0o777, 0o600, "{name}: bootstrap mode");
     }
+}
+
+/// The expected authority match and target of one entry, or an error text.
+type ConnectWant<'a> = Result<(plan::AuthorityMatch, Option<(&'a str, u16)>), &'a str>;
+
+#[track_caller]
+fn check_connect_to(entry: &str, want: ConnectWant<'_>) {
+    let parsed = cli::ConnectTo::parse(entry).expect("valid --connect-to");
+    let got = plan::connect_routes(&[parsed]).map(|mut routes| {
+        let route = routes.remove(0);
+        (route.authority, route.target)
+    });
+    match (got, want) {
+        (Ok((authority, target)), Ok((want_authority, want_target))) => {
+            assert_eq!(authority, want_authority, "{entry}");
+            assert_eq!(
+                target,
+                want_target.map(|(h, p)| (h.to_owned(), p)),
+                "{entry}"
+            );
+        }
+        (Err(e), Err(want)) => assert!(e.to_string().contains(want), "{entry}: {e}"),
+        (got, _) => panic!("{entry}: {got:?}"),
+    }
+}
+
+#[test]
+fn connect_to_entries_become_authority_routes() {
+    use plan::AuthorityMatch as A;
+    check_connect_to(
+        "Web.NS.svc.cluster.local:80:127.0.0.1:8080",
+        Ok((
+            A::Exact("web.ns.svc.cluster.local:80".to_owned()),
+            Some(("127.0.0.1", 8080)),
+        )),
+    );
+    check_connect_to(
+        "[fd00::1]:443:[::1]:",
+        Ok((A::Exact("[fd00::1]:443".to_owned()), Some(("::1", 443)))),
+    );
+    check_connect_to(
+        "web.example::backend.example:9000",
+        Ok((
+            A::Host("web.example".to_owned()),
+            Some(("backend.example", 9000)),
+        )),
+    );
+    check_connect_to(
+        "web.example:::9000",
+        Ok((
+            A::Host("web.example".to_owned()),
+            Some(("web.example", 9000)),
+        )),
+    );
+    check_connect_to(
+        ":8443:backend.example:",
+        Ok((A::Port(8443), Some(("backend.example", 8443)))),
+    );
+    check_connect_to("::127.0.0.1:1", Ok((A::Any, Some(("127.0.0.1", 1)))));
+    check_connect_to(
+        "keep.example:81::",
+        Ok((
+            A::Exact("keep.example:81".to_owned()),
+            Some(("keep.example", 81)),
+        )),
+    );
+    // Identity behind a wildcard: the dynamic forward proxy connects where the authority says.
+    check_connect_to(":80::", Ok((A::Port(80), None)));
+    check_connect_to(":80::8080", Err("cannot keep the request's host"));
+    check_connect_to(
+        "web.example::other.example:",
+        Err("cannot keep the request's port"),
+    );
 }

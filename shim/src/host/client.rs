@@ -47,8 +47,33 @@ fn connect_failure() -> CallOutcome {
     )
 }
 
+/// `proxy_http_call`s started and not yet answered, timed out or dropped (process-wide).
+static IN_FLIGHT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// The number of `proxy_http_call`s in flight in this process, all VMs together.
+pub fn in_flight() -> i64 {
+    IN_FLIGHT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Counts one call in [`IN_FLIGHT`] for as long as it lives (a dropped task counts down too).
+struct InFlight;
+
+impl InFlight {
+    fn start() -> Self {
+        IN_FLIGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        IN_FLIGHT.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Performs `call`; never panics, never fails (failures become outcomes).
 pub(crate) async fn perform(call: PendingCall) -> CallOutcome {
+    let _in_flight = InFlight::start();
     let timeout = call.timeout;
     let fut = send(call);
     match timeout {
@@ -80,8 +105,12 @@ async fn send(call: PendingCall) -> CallOutcome {
         let Some(config) = call.target.tls.clone() else {
             return connect_failure();
         };
-        let Ok(name) = rustls_pki_types::ServerName::try_from(host.clone()) else {
-            return connect_failure();
+        let name = match &call.target.server_name {
+            Some(name) => name.clone(),
+            None => match rustls_pki_types::ServerName::try_from(host.clone()) {
+                Ok(name) => name,
+                Err(_) => return connect_failure(),
+            },
         };
         match tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)

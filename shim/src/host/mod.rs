@@ -64,8 +64,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use client::in_flight as callouts_in_flight;
 pub use stream::HttpStream;
-pub use vm::{Plugin, Vm};
+pub use vm::{CACHE_DIR_ENV, PERFMAP_ENV, Plugin, Vm, cache_dir};
 
 /// A header map: lowercase names, raw values; order and duplicates are kept.
 pub type HeaderList = Vec<(Vec<u8>, Vec<u8>)>;
@@ -113,6 +114,8 @@ pub struct ClusterTarget {
     pub base_url: String,
     /// The TLS client configuration for an `https` base URL (default: none, `https` then fails).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The TLS server name (SNI and certificate name); `None` = the base URL's host.
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
 }
 
 impl ClusterTarget {
@@ -121,6 +124,7 @@ impl ClusterTarget {
         Self {
             base_url: base_url.into(),
             tls: None,
+            server_name: None,
         }
     }
 }

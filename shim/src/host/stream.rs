@@ -160,7 +160,9 @@ impl HttpStream {
             .await
     }
 
-    /// `proxy_on_response_headers`: `headers` include `:status`.
+    /// `proxy_on_response_headers`: `headers` include `:status`. A pause waits for
+    /// `proxy_continue_stream` even with body to come (Envoy's StopAllIteration), so this never
+    /// returns [`Action::Buffer`].
     pub async fn response_headers(
         &mut self,
         headers: &mut HeaderList,
@@ -309,6 +311,8 @@ impl HttpStream {
             if action == 0 || resumed {
                 return Ok(Action::Continue);
             }
+            // A headers pause waits for `proxy_continue_stream` even with body to come: Envoy
+            // turns it into StopAllIteration (no body callbacks meanwhile).
             if phase.is_body() && !eos {
                 return Ok(Action::Buffer);
             }

@@ -511,3 +511,36 @@ fn kproxy_filter_routes_and_rejects() {
     assert_eq!(out.action, Ok(Action::Continue));
     check_header(&out, "x-kproxy-upstream", Some("apiserver"));
 }
+
+#[test]
+fn compiled_module_cache_directory_follows_the_environment() {
+    use std::ffi::OsString;
+    use std::path::PathBuf;
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |k: &str| {
+            pairs
+                .iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| OsString::from(v))
+        }
+    };
+    let dir = super::vm::cache_dir_from;
+    assert_eq!(
+        dir(env(&[(super::CACHE_DIR_ENV, "/c"), ("HOME", "/h")])),
+        Some(PathBuf::from("/c"))
+    );
+    assert_eq!(
+        dir(env(&[(super::CACHE_DIR_ENV, ""), ("HOME", "/h")])),
+        None
+    );
+    assert_eq!(dir(env(&[(super::CACHE_DIR_ENV, "relative")])), None);
+    assert_eq!(
+        dir(env(&[("XDG_CACHE_HOME", "/x"), ("HOME", "/h")])),
+        Some(PathBuf::from("/x/kproxy/wasmtime"))
+    );
+    assert_eq!(
+        dir(env(&[("XDG_CACHE_HOME", ""), ("HOME", "/h")])),
+        Some(PathBuf::from("/h/.cache/kproxy/wasmtime"))
+    );
+    assert_eq!(dir(env(&[])), None);
+}

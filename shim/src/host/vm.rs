@@ -10,7 +10,9 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, Store, Trap, TypedFunc};
+use wasmtime::{
+    Cache, CacheConfig, Config, Engine, InstancePre, Linker, Module, Store, Trap, TypedFunc,
+};
 
 use super::client::{self, CallOutcome};
 use super::state::{Callback, HostState, Shared, StreamState};
@@ -28,6 +30,19 @@ fn engine() -> Result<Engine, HostError> {
         .get_or_init(|| {
             let mut config = Config::new();
             config.epoch_interruption(true);
+            // `KPROXY_WASM_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf report` names guest
+            // functions (profiling only; off by default).
+            if std::env::var_os(PERFMAP_ENV).is_some_and(|v| v == "1") {
+                config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+            }
+            if let Some(dir) = cache_dir() {
+                let mut cache = CacheConfig::new();
+                cache.with_directory(dir);
+                // A cache that cannot be set up only costs the compilation time.
+                if let Ok(cache) = Cache::new(cache) {
+                    config.cache(Some(cache));
+                }
+            }
             let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
             let weak = engine.weak();
             std::thread::Builder::new()
@@ -44,6 +59,39 @@ fn engine() -> Result<Engine, HostError> {
         })
         .clone()
         .map_err(HostError::Engine)
+}
+
+/// Set to `1` to write a perf map of the JIT code (`/tmp/perf-<pid>.map`) for `perf`.
+pub const PERFMAP_ENV: &str = "KPROXY_WASM_PERFMAP";
+
+/// The environment variable naming the compiled-module cache directory; empty disables it.
+pub const CACHE_DIR_ENV: &str = "KPROXY_WASM_CACHE_DIR";
+
+/// Where compiled modules are cached across processes (wasmtime's cache, keyed by a hash of the
+/// module bytes, the engine configuration and the compiler version): `$KPROXY_WASM_CACHE_DIR`
+/// (empty = no cache), else `$XDG_CACHE_HOME/kproxy/wasmtime`, else
+/// `$HOME/.cache/kproxy/wasmtime`. Only absolute paths are used. A cache hit turns the
+/// module's Cranelift compilation (hundreds of ms) into a file read and a mapping.
+pub fn cache_dir() -> Option<std::path::PathBuf> {
+    cache_dir_from(|k| std::env::var_os(k))
+}
+
+/// [`cache_dir`] with the environment as a function (testable without touching the process's).
+pub(crate) fn cache_dir_from(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    let dir = match env(CACHE_DIR_ENV) {
+        Some(v) if v.is_empty() => return None,
+        Some(v) => PathBuf::from(v),
+        None => match env("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+            Some(x) => PathBuf::from(x).join("kproxy/wasmtime"),
+            None => {
+                PathBuf::from(env("HOME").filter(|v| !v.is_empty())?).join(".cache/kproxy/wasmtime")
+            }
+        },
+    };
+    dir.is_absolute().then_some(dir)
 }
 
 /// Compiles `bytes` once per process (an exact-bytes cache); `Module` is `Send + Sync`.

@@ -158,6 +158,7 @@ async fn serve_connection<S>(stream: S, info: ConnInfo, worker: Rc<Worker>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _open = crate::gauges::CONNECTIONS_OPEN.hold();
     let service = service_fn(move |req| {
         let worker = worker.clone();
         async move { Ok::<_, Infallible>(exchange::handle(worker, info, req).await) }

@@ -16,10 +16,11 @@ use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tokio::sync::{Mutex, mpsc};
 
-use super::Worker;
 use super::body::{FrameResult, ProxyBody};
 use super::conn::ConnInfo;
-use crate::host::{Action, HeaderList, HttpStream, LocalReply, StreamInfo};
+use super::{LiveStream, Worker};
+use crate::host::{Action, HeaderList, LocalReply, StreamInfo};
+use crate::services::{self, Scheme, Services};
 use crate::upstream::{self, ForwardOptions, GzipDecoder};
 
 /// The routing header the filter sets.
@@ -256,6 +257,13 @@ impl Exchange {
         if route.as_deref() == Some(b"static".as_slice()) {
             return Outcome::Done(self.serve_static(&stream, &list).await);
         }
+        if let Some(scheme) = route.as_deref().and_then(Scheme::from_route) {
+            let body = body.filter(|_| !eos);
+            return Outcome::Done(
+                self.serve_service(&stream, scheme, list, body, on_upgrade)
+                    .await,
+            );
+        }
         if let Err(text) = &self.fresh {
             return Outcome::Done(proxy_error(text));
         }
@@ -309,7 +317,7 @@ impl Exchange {
     /// Runs the upstream response through the filter and streams its body.
     async fn respond(
         &self,
-        stream: &Shared<HttpStream>,
+        stream: &Shared<LiveStream>,
         resp: Response<Incoming>,
         added_gzip: bool,
     ) -> Response<ProxyBody> {
@@ -317,38 +325,98 @@ impl Exchange {
         let gzip = upstream::prepare_response_headers(&mut parts.headers, added_gzip);
         let eos = body.is_end_stream() || self.client_method == Method::HEAD;
         let mut list = map_to_list(Some(parts.status), &parts.headers);
+        // A pause here waits for `proxy_continue_stream` (Envoy's StopAllIteration): the body
+        // callbacks start only after it.
         match stream.lock().await.response_headers(&mut list, eos).await {
             Ok(Action::Continue | Action::Buffer) => {}
             Ok(Action::LocalReply(reply)) => return local_reply(reply),
             Err(e) => return filter_failed(&e.to_string()),
         }
-        let status = list
-            .iter()
-            .find(|(n, _)| n == b":status")
-            .and_then(|(_, v)| StatusCode::from_bytes(v).ok())
-            .unwrap_or(parts.status);
         let body = if eos {
             ProxyBody::Empty
         } else {
             let (tx, body_out) = ProxyBody::channel();
-            tokio::task::spawn_local(pump_response(
-                stream.clone(),
-                body,
-                gzip.then(GzipDecoder::new),
-                tx,
-            ));
+            let gzip = gzip.then(GzipDecoder::new);
+            tokio::task::spawn_local(pump_response(stream.clone(), body, gzip, tx));
             body_out
         };
-        let mut out = Response::new(body);
-        *out.status_mut() = status;
-        *out.headers_mut() = header_map(list);
-        out
+        head_response(parts.status, list, body)
+    }
+
+    /// Forwards to the service at `:authority` (direct mode): the API-server route's request
+    /// preparation without credentials and with `Host` = `:authority`, transport failures as the
+    /// apiserver's 503 Status, upgrades tunnelled, the response through the filter.
+    async fn serve_service(
+        &self,
+        stream: &Shared<LiveStream>,
+        scheme: Scheme,
+        list: HeaderList,
+        body: Option<Incoming>,
+        on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Response<ProxyBody> {
+        let authority = list
+            .iter()
+            .find(|(n, _)| n == b":authority")
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default();
+        let Some((host, port)) = services::split_authority(&authority, scheme) else {
+            return services::unreachable(&format!("invalid service address {authority:?}"));
+        };
+        let (method, path, mut headers) = upstream::split_head(list);
+        let client_ip = self.conn.peer.map(|p| p.ip());
+        if let Some(on_upgrade) = on_upgrade {
+            let headers = crate::upgrade::upgrade_headers(headers, &authority, client_ip);
+            let keepalive = self.worker.shared.keepalive;
+            let conn = match self
+                .worker
+                .services
+                .dial(scheme, &host, port, keepalive)
+                .await
+            {
+                Ok(conn) => conn,
+                Err(e) => return services::unreachable(&format!("error dialing backend: {e}")),
+            };
+            return crate::upgrade::tunnel(
+                conn,
+                method,
+                &path,
+                headers,
+                on_upgrade,
+                &services::unreachable,
+            )
+            .await;
+        }
+        let opts = ForwardOptions {
+            client_ip,
+            disable_compression: self.worker.shared.disable_compression,
+        };
+        let added_gzip = upstream::prepare_headers(&method, &mut headers, &authority, opts);
+        let uri = match Services::uri(scheme, &host, port, &path) {
+            Ok(uri) => uri,
+            Err(text) => return services::unreachable(&text),
+        };
+        let up_body = match body {
+            Some(body) => {
+                let (tx, up_body) = ProxyBody::channel();
+                tokio::task::spawn_local(pump_request(stream.clone(), body, tx));
+                up_body
+            }
+            None => ProxyBody::Empty,
+        };
+        let mut req = Request::new(up_body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = sorted(headers);
+        match self.worker.services.send(req).await {
+            Ok(resp) => self.respond(stream, resp, added_gzip).await,
+            Err(text) => services::unreachable(&text),
+        }
     }
 
     /// Serves `:path` from `--www` and runs the reply through the response callbacks.
     async fn serve_static(
         &self,
-        stream: &Shared<HttpStream>,
+        stream: &Shared<LiveStream>,
         list: &HeaderList,
     ) -> Response<ProxyBody> {
         let reply = match self.worker.shared.www.clone() {
@@ -380,15 +448,8 @@ impl Exchange {
                 Err(e) => return filter_failed(&e.to_string()),
             }
         }
-        let status = list
-            .iter()
-            .find(|(n, _)| n == b":status")
-            .and_then(|(_, v)| StatusCode::from_bytes(v).ok())
-            .unwrap_or(StatusCode::OK);
-        let mut resp = Response::new(ProxyBody::full(body));
-        *resp.status_mut() = status;
-        *resp.headers_mut() = header_map(list);
-        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        let mut resp = head_response(StatusCode::OK, list, ProxyBody::full(body));
+        if resp.status() == StatusCode::RANGE_NOT_SATISFIABLE {
             // Go's status text for 416 predates RFC 9110's shorter name.
             resp.extensions_mut()
                 .insert(hyper::ext::ReasonPhrase::from_static(
@@ -422,6 +483,19 @@ fn sorted(headers: HeaderMap) -> HeaderMap {
     map
 }
 
+/// A response with the status from `list`'s `:status` (else `fallback`) and its other headers.
+fn head_response(fallback: StatusCode, list: HeaderList, body: ProxyBody) -> Response<ProxyBody> {
+    let status = list
+        .iter()
+        .find(|(n, _)| n == b":status")
+        .and_then(|(_, v)| StatusCode::from_bytes(v).ok())
+        .unwrap_or(fallback);
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = header_map(list);
+    out
+}
+
 /// What a body pump does with one filter result.
 enum Step {
     /// Send the buffered bytes.
@@ -436,6 +510,8 @@ fn step(result: Result<Action, crate::host::StreamError>) -> Step {
     match result {
         Ok(Action::Continue) => Step::Send,
         Ok(Action::Buffer) => Step::Hold,
+        // The response head is on its way, or the upstream request has started: the shim
+        // cannot answer locally any more, so the body aborts.
         Ok(Action::LocalReply(_)) => {
             Step::Abort("the filter replied after the headers were sent".to_owned())
         }
@@ -452,7 +528,7 @@ enum Dir {
 
 /// Runs the body callback of `dir`; the stream is locked only for the call, never while sending.
 async fn body_call(
-    stream: &Shared<HttpStream>,
+    stream: &Shared<LiveStream>,
     dir: Dir,
     pending: &mut Vec<u8>,
     eos: bool,
@@ -466,7 +542,7 @@ async fn body_call(
 }
 
 /// Runs the trailers callback of `dir`.
-async fn trailers_call(stream: &Shared<HttpStream>, dir: Dir, trailers: &HeaderMap) -> HeaderMap {
+async fn trailers_call(stream: &Shared<LiveStream>, dir: Dir, trailers: &HeaderMap) -> HeaderMap {
     let mut list = map_to_list(None, trailers);
     let mut guard = stream.lock().await;
     let _ = match dir {
@@ -487,7 +563,7 @@ async fn send_pending(tx: &mpsc::Sender<FrameResult>, pending: &mut Vec<u8>) -> 
 
 /// One body callback and what follows: send, hold, or abort. False when the pump must stop.
 async fn body_step(
-    stream: &Shared<HttpStream>,
+    stream: &Shared<LiveStream>,
     dir: Dir,
     pending: &mut Vec<u8>,
     eos: bool,
@@ -505,13 +581,13 @@ async fn body_step(
 }
 
 /// Client body → request body callbacks → upstream.
-async fn pump_request(stream: Shared<HttpStream>, body: Incoming, tx: mpsc::Sender<FrameResult>) {
+async fn pump_request(stream: Shared<LiveStream>, body: Incoming, tx: mpsc::Sender<FrameResult>) {
     pump(stream, Dir::Request, body, None, tx).await;
 }
 
 /// Upstream body → gzip decoding → response body callbacks → client.
 async fn pump_response(
-    stream: Shared<HttpStream>,
+    stream: Shared<LiveStream>,
     body: Incoming,
     gzip: Option<GzipDecoder>,
     tx: mpsc::Sender<FrameResult>,
@@ -520,7 +596,7 @@ async fn pump_response(
 }
 
 async fn pump(
-    stream: Shared<HttpStream>,
+    stream: Shared<LiveStream>,
     dir: Dir,
     mut body: Incoming,
     mut gzip: Option<GzipDecoder>,
@@ -528,7 +604,13 @@ async fn pump(
 ) {
     let mut pending = Vec::new();
     loop {
-        match body.frame().await {
+        // The receiver gone (client disconnected, upstream request dropped) ends the pump at
+        // once, even while the body is silent (an idle watch), so the stream is released.
+        let frame = tokio::select! {
+            frame = body.frame() => frame,
+            () = tx.closed() => return,
+        };
+        match frame {
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) => {
                     match gzip.as_mut().map(|g| g.push(&data)) {

@@ -87,7 +87,9 @@ fn answer(path: &str, plugin: &Plugin) -> Response<ProxyBody> {
         *resp.status_mut() = StatusCode::NOT_FOUND;
         return resp;
     }
-    let mut resp = Response::new(ProxyBody::full(render(&plugin.metrics())));
+    let mut samples = plugin.metrics();
+    samples.extend(crate::gauges::samples());
+    let mut resp = Response::new(ProxyBody::full(render(&samples)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -134,6 +134,11 @@ fn start_shim(upstream: SocketAddr, www: PathBuf) -> SocketAddr {
         credentials: Arc::new(Credentials::none()),
         workers: 2,
         metrics_address: None,
+        service_proxy: crate::cli::ServiceProxy::ApiServer,
+        cluster_domain: "cluster.local".to_owned(),
+        service_cache_ttl: Duration::from_secs(10),
+        connect_to: Vec::new(),
+        cross_site_protection: false,
     };
     let bound = super::bind(&settings).expect("bind");
     let addr = bound.local_addr().expect("tcp");

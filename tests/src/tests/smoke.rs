@@ -1,6 +1,7 @@
-//! Envoy 1.40 loads the kproxy filter with the default configuration (plus an inline token,
-//! since Envoy has no host that fills the shim's shared-data credentials) and proxies to the
-//! fake API server: accepted requests carry the token, exec is refused locally.
+//! Envoy 1.40 with the bootstrap `shim envoy-bootstrap` renders (the default configuration plus
+//! an inline token, since Envoy has no host that fills the shim's shared-data credentials)
+//! proxies to the fake API server: accepted requests carry the token and nothing meant for the
+//! proxy, exec is refused locally.
 
 use std::time::Duration;
 
@@ -38,7 +39,12 @@ fn envoy_smoke() {
         .unwrap_or_else(|e| panic!("envoy starts: {e:#}"));
     let logs = || envoy.logs();
 
-    let resp = get(envoy.addr(), "/api/v1/pods", "127.0.0.1", &[]);
+    let resp = get(
+        envoy.addr(),
+        "/api/v1/pods",
+        "127.0.0.1",
+        &[("Proxy-Authorization", "Basic Zm9vOmJhcg==")],
+    );
     assert_eq!(
         resp.status,
         200,
@@ -58,6 +64,8 @@ fn envoy_smoke() {
         None,
         "routing header removed: {up:?}"
     );
+    assert_eq!(up.header("proxy-authorization"), None, "{up:?}");
+    assert_eq!(up.header("x-forwarded-proto"), None, "{up:?}");
 
     let before = fake.requests().len();
     let resp = get(
