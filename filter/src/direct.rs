@@ -313,7 +313,8 @@ impl ServiceLookup {
                 let location = with_query(&format!("{}/", self.path_prepend));
                 return respond(LocalReply::moved_permanently(&self.method, &location));
             }
-            None => "",
+            // The apiserver sends an empty location path as `/` (A2), X-Forwarded-Uri included.
+            None => "/",
             Some(p) => p.as_str(),
         };
         let mut forwarded_uri = gourl::path_clean(&format!("{}/{backend}", self.path_prepend));

@@ -9,10 +9,14 @@
 //!   700) apart, each flushed as its own chunk;
 //! - `/gzip-test` with a client `Accept-Encoding: gzip`: the echo, gzip-compressed;
 //! - `Connection: …upgrade…` plus `Upgrade: X`: `101` then every byte is echoed back;
-//! - `?fake-status=NNN`: status NNN with body `nope`; `/redirect-test`, `/cors-test`.
+//! - `?fake-status=NNN`: status NNN with body `nope`; `/redirect-test`, `/cors-test`;
+//! - `GET [/base/path]/api/v1/namespaces/{ns}/services/{name}`: the Service registered with
+//!   [`FakeApiServer::set_service`], else the apiserver's `404` `services "{name}" not found`
+//!   Status (direct service-proxy mode looks Services up here).
 //!
 //! It must not know about backends; it is the upstream every backend talks to.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -66,7 +70,17 @@ pub struct FakeApiServer {
     pki: Option<Pki>,
     log: Arc<Mutex<Vec<Recorded>>>,
     token_override: Arc<Mutex<Option<String>>>,
+    services: Services,
     runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// The Service registry: `(namespace, name)` → the Service object, or a fixed reply.
+type Services = Arc<Mutex<BTreeMap<(String, String), ServiceEntry>>>;
+
+#[derive(Clone, Debug)]
+enum ServiceEntry {
+    Object(serde_json::Value),
+    Reply(u16, Vec<u8>),
 }
 
 struct Shared {
@@ -74,6 +88,7 @@ struct Shared {
     addr: SocketAddr,
     log: Arc<Mutex<Vec<Recorded>>>,
     token_override: Arc<Mutex<Option<String>>>,
+    services: Services,
 }
 
 type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -101,11 +116,13 @@ impl FakeApiServer {
         let addr = listener.local_addr()?;
         let log = Arc::new(Mutex::new(Vec::new()));
         let token_override = Arc::new(Mutex::new(None));
+        let services = Services::default();
         let shared = Arc::new(Shared {
             options: options.clone(),
             addr,
             log: log.clone(),
             token_override: token_override.clone(),
+            services: services.clone(),
         });
         runtime.spawn(accept_loop(listener, acceptor, shared));
         Ok(Self {
@@ -114,8 +131,49 @@ impl FakeApiServer {
             pki,
             log,
             token_override,
+            services,
             runtime: Some(runtime),
         })
+    }
+
+    /// Registers (or replaces) the Service `namespace/name`: `GET
+    /// /api/v1/namespaces/{namespace}/services/{name}` answers `service` as JSON from now on.
+    pub fn set_service(&self, namespace: &str, name: &str, service: serde_json::Value) {
+        if let Ok(mut s) = self.services.lock() {
+            s.insert(
+                (namespace.to_owned(), name.to_owned()),
+                ServiceEntry::Object(service),
+            );
+        }
+    }
+
+    /// Makes `GET …/namespaces/{namespace}/services/{name}` answer `status` with `body`
+    /// (`application/json`) instead of a Service: lookup failures for tests.
+    pub fn set_service_reply(&self, namespace: &str, name: &str, status: u16, body: &[u8]) {
+        if let Ok(mut s) = self.services.lock() {
+            s.insert(
+                (namespace.to_owned(), name.to_owned()),
+                ServiceEntry::Reply(status, body.to_vec()),
+            );
+        }
+    }
+
+    /// Removes the Service `namespace/name` (later GETs answer 404).
+    pub fn remove_service(&self, namespace: &str, name: &str) {
+        if let Ok(mut s) = self.services.lock() {
+            s.remove(&(namespace.to_owned(), name.to_owned()));
+        }
+    }
+
+    /// The Service GETs (`[/base/path]/api/v1/namespaces/{ns}/services/{name}`) received so far,
+    /// as `(namespace, name)`, in order.
+    pub fn service_gets(&self) -> Vec<(String, String)> {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "GET")
+            .filter_map(|r| service_get_path(r.path()))
+            .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+            .collect()
     }
 
     /// The listening address.
@@ -296,6 +354,26 @@ fn route(
         return watch(events, Duration::from_millis(interval));
     }
     let json = |b: Vec<u8>| bytes_response(StatusCode::OK, "application/json", b);
+    if let (true, Some((ns, name))) = (rec.method == "GET", service_get_path(path)) {
+        let found = shared
+            .services
+            .lock()
+            .ok()
+            .and_then(|s| s.get(&(ns.to_owned(), name.to_owned())).cloned());
+        return match found {
+            Some(ServiceEntry::Object(svc)) => json(serde_json::to_vec(&svc).unwrap_or_default()),
+            Some(ServiceEntry::Reply(code, body)) => bytes_response(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                "application/json",
+                body,
+            ),
+            None => bytes_response(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                service_not_found(name),
+            ),
+        };
+    }
     match path {
         "/api" => return json(replies::api_versions(&shared.addr.to_string())),
         "/api/v1" => return json(replies::api_resources()),
@@ -399,6 +477,32 @@ fn empty() -> RespBody {
     http_body_util::Empty::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+/// The apiserver's `404` for a missing Service, byte for byte (newline-terminated, as the
+/// apiserver's JSON encoder writes it).
+fn service_not_found(name: &str) -> Vec<u8> {
+    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        "{{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{{}},\"status\":\"Failure\",\"message\":{},\"reason\":\"NotFound\",\"details\":{{\"name\":{},\"kind\":\"services\"}},\"code\":404}}\n",
+        q(&format!("services \"{name}\" not found")),
+        q(name)
+    )
+    .into_bytes()
+}
+
+/// `(ns, name)` when `path` is `[/base/path]/api/v1/namespaces/{ns}/services/{name}` (the
+/// kubeconfig server path of `Variant::ServerPath` is allowed in front).
+pub fn service_get_path(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix("/base/path").unwrap_or(path);
+    let rest = rest.strip_prefix("/api/v1/namespaces/")?;
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some("services"), Some(name), None) if !ns.is_empty() && !name.is_empty() => {
+            Some((ns, name))
+        }
+        _ => None,
+    }
 }
 
 /// `a=1&b` → `[("a","1"), ("b","")]`, without decoding.

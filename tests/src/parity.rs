@@ -1,8 +1,12 @@
 //! Differential mode: runs a scenario on all three backends and compares each case's shim and
 //! Envoy observation with kubectl's (status; the local reply body when nothing reached upstream;
-//! the upstream method and target otherwise; the tunnel echo). Prints the table
-//! `scenario | case | kubectl | shim | envoy` with `agree` / `differ` / `skip`; a case marked with a
-//! documented `deviation` may differ.
+//! the upstream method and target otherwise, or the fake service and its request target; the
+//! tunnel echo). Prints the table `scenario | case | kubectl | shim | envoy` with `agree` /
+//! `differ` / `skip`; a case marked with a documented `deviation` may differ.
+//!
+//! A file limited to some `backends` shows the others as `n/a`. Without kubectl (direct
+//! service-proxy mode: kubectl proxy has no such mode) the shim is the reference: its column shows
+//! what it did and Envoy's column compares with it; a difference fails like one from kubectl.
 //!
 //! It must not check a case's expectations (the per-backend tests do that).
 
@@ -18,9 +22,13 @@ pub fn key(obs: &Observation) -> String {
         return format!("error: {}", obs.error.as_deref().unwrap_or("not run"));
     };
     let mut k = resp.status.to_string();
-    match obs.upstream.first() {
-        Some(up) => k.push_str(&format!(" → {} {}", up.method, up.target)),
-        None => k.push_str(&format!(
+    match (obs.upstream.first(), obs.service.first()) {
+        (Some(up), _) => k.push_str(&format!(" → {} {}", up.method, up.target)),
+        (None, Some(svc)) => k.push_str(&format!(
+            " ⇒ {} {} {}",
+            svc.server, svc.request.method, svc.request.target
+        )),
+        (None, None) => k.push_str(&format!(
             " {:?}",
             mask_loopback_ports(&resp.text())
                 .chars()
@@ -59,37 +67,68 @@ pub fn check_parity(name: &str) {
     let scenario = Scenario::load(name).unwrap_or_else(|e| panic!("{e:#}"));
     let mut results: BTreeMap<Backend, Result<Vec<Outcome>, String>> = BTreeMap::new();
     for b in Backend::ALL {
-        let r = match backend::require(b) {
-            None => Err("unavailable".to_owned()),
-            Some(()) => runner::run(&scenario, b)
-                .map(|(o, _)| o)
-                .map_err(|e| format!("{e:#}")),
+        let r = if !scenario.runs_on(b) {
+            Err(NOT_APPLICABLE.to_owned())
+        } else {
+            match backend::require(b) {
+                None => Err("unavailable".to_owned()),
+                Some(()) => runner::run(&scenario, b)
+                    .map(|(o, _)| o)
+                    .map_err(|e| format!("{e:#}")),
+            }
         };
         results.insert(b, r);
     }
-    let observed = |b: Backend, i: usize| -> Option<String> {
+    // `run` returns outcomes grouped by (flags, kubeconfig), not in file order: find by name.
+    let observed = |b: Backend, case: &str| -> Option<String> {
         match results.get(&b) {
-            Some(Ok(outcomes)) => outcomes.get(i)?.observation.as_ref().ok().map(key),
+            Some(Ok(outcomes)) => outcomes
+                .iter()
+                .find(|o| o.case == case)?
+                .observation
+                .as_ref()
+                .ok()
+                .map(key),
             _ => None,
         }
+    };
+    let applicable = |b: Backend| scenario.runs_on(b);
+    // kubectl is the oracle; without it, the shim is the reference for Envoy.
+    let (reference, compared): (Backend, Vec<Backend>) = if applicable(Backend::Kubectl) {
+        (Backend::Kubectl, vec![Backend::Shim, Backend::Envoy])
+    } else {
+        (Backend::Shim, vec![Backend::Envoy])
     };
     let mut table = format!(
         "{:<10} | {:<44} | {:<40} | {:<8} | {:<8}\n",
         "scenario", "case", "kubectl", "shim", "envoy"
     );
     let mut differences = String::new();
-    for (i, case) in scenario.cases.iter().enumerate() {
-        let oracle = observed(Backend::Kubectl, i);
-        let mut cols = Vec::new();
-        for b in [Backend::Shim, Backend::Envoy] {
-            let col = match (&oracle, observed(b, i)) {
+    for case in &scenario.cases {
+        let oracle = observed(reference, &case.name);
+        let mut cols: BTreeMap<Backend, String> = BTreeMap::new();
+        for b in Backend::ALL {
+            if !applicable(b) {
+                cols.insert(b, NOT_APPLICABLE.to_owned());
+            }
+        }
+        cols.insert(
+            reference,
+            oracle.clone().unwrap_or_else(|| "skip".to_owned()),
+        );
+        for &b in &compared {
+            if !applicable(b) {
+                continue;
+            }
+            let col = match (&oracle, observed(b, &case.name)) {
                 (Some(o), Some(got)) if *o == got => "agree".to_owned(),
                 (Some(o), Some(got)) => match &case.deviation {
-                    Some(d) => format!("differ ({d})"),
-                    None => {
+                    Some(d) if reference == Backend::Kubectl => format!("differ ({d})"),
+                    _ => {
                         differences.push_str(&format!(
-                            "  {name}/{}: kubectl {o}\n  {:>width$} {}: {got}\n",
+                            "  {name}/{}: {} {o}\n  {:>width$} {}: {got}\n",
                             case.name,
+                            reference.name(),
                             "",
                             b.name(),
                             width = name.len() + case.name.len() + 1
@@ -99,15 +138,15 @@ pub fn check_parity(name: &str) {
                 },
                 _ => "skip".to_owned(),
             };
-            cols.push(col);
+            cols.insert(b, col);
         }
-        let oracle_col = oracle.unwrap_or_else(|| "skip".to_owned());
+        let col = |b: Backend| cols.get(&b).cloned().unwrap_or_default();
         table.push_str(&format!(
             "{name:<10} | {:<44} | {:<40} | {:<8} | {:<8}\n",
             case.name,
-            oracle_col.chars().take(40).collect::<String>(),
-            cols[0],
-            cols[1]
+            col(Backend::Kubectl).chars().take(40).collect::<String>(),
+            col(Backend::Shim).chars().take(60).collect::<String>(),
+            col(Backend::Envoy)
         ));
     }
     println!("{table}");
@@ -123,9 +162,13 @@ pub fn check_parity(name: &str) {
     }
     assert!(
         differences.is_empty(),
-        "kproxy differs from kubectl proxy (not a documented deviation):\n{differences}"
+        "kproxy backends differ from {} (not a documented deviation):\n{differences}",
+        reference.name()
     );
 }
+
+/// The column of a backend a scenario file does not apply to.
+const NOT_APPLICABLE: &str = "n/a";
 
 #[cfg(test)]
 mod tests {

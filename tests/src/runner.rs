@@ -1,21 +1,26 @@
-//! Runs a scenario against one backend: starts a fake API server and the backend per distinct
-//! (flags, kubeconfig) group, sends each case as raw HTTP/1.x, observes the response and what
-//! reached upstream, and checks only what the case names.
+//! Runs a scenario against one backend: starts a fake API server (with the file's Services
+//! registered), the fake service backends and the backend per distinct (flags, kubeconfig) group,
+//! substitutes `{port:LABEL}` placeholders, sends each case as raw HTTP/1.x, observes the response,
+//! what reached the API server and the fake services, and the Service lookups, and checks only
+//! what the case names.
 //!
 //! For Envoy it ignores the headers Envoy's connection manager may add (proxy-wasm-abi.md §0 rule
 //! 16: `date`, `server`, `x-request-id`, `x-forwarded-proto`, `x-envoy-*`); nothing else is
 //! normalised.
 
+use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 
 use crate::apiserver::{FakeApiServer, FakeOptions};
 use crate::backend::{self, Backend, Running};
 use crate::kubeconfig::{self, TempDir, Variant};
 use crate::rawhttp::{self, RawResponse};
 use crate::replies::Recorded;
-use crate::scenario::{Case, Expect, HeaderExpect, Scenario, UpstreamExpect};
+use crate::scenario::{Case, Expect, HeaderExpect, Scenario, SeenExpect, UpstreamExpect};
+use crate::services::{FakeServices, ServiceSeen};
 
 /// What one case produced on one backend.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +33,13 @@ pub struct Observation {
     pub upstream: Vec<Recorded>,
     /// Whether the tunnel echoed the case's bytes (`None` when not tried).
     pub tunnel_ok: Option<bool>,
+    /// The requests of this case that reached a fake service.
+    pub service: Vec<ServiceSeen>,
+    /// The Service GETs (`(namespace, name)`) the proxy made while the case ran.
+    pub lookups: Vec<(String, String)>,
+    /// Bytes that followed the response on the connection within 300 ms (only measured for
+    /// cases with a `decoded_body` expectation).
+    pub trailing: Option<usize>,
 }
 
 /// A case's result on one backend.
@@ -46,7 +58,7 @@ pub struct Outcome {
 pub fn run(scenario: &Scenario, backend: Backend) -> Result<(Vec<Outcome>, String)> {
     let mut groups: Vec<(Vec<String>, Variant, Vec<&Case>)> = Vec::new();
     for case in &scenario.cases {
-        let key = (case.flags(scenario).to_vec(), case.variant(scenario));
+        let key = (case.flags(scenario), case.variant(scenario));
         match groups
             .iter_mut()
             .find(|(f, v, _)| (f, v) == (&key.0, &key.1))
@@ -63,11 +75,19 @@ pub fn run(scenario: &Scenario, backend: Backend) -> Result<(Vec<Outcome>, Strin
             anonymous: !variant.tls(),
             ..FakeOptions::default()
         })?;
+        let services = start_services(scenario, &fake)?;
+        let ports = services.as_ref().map(port_map).unwrap_or_default();
+        let subst = |s: &str| substitute_ports(s, &ports);
+        let flags: Vec<String> = flags.iter().map(|f| subst(f)).collect();
         let dir = TempDir::new(backend.name())?;
         let kc = kubeconfig::write(&dir, &fake, variant)?;
-        let running = backend.spawn(&flags, &kc, &fake, &dir);
+        let running = match flags.iter().find(|f| f.contains("{port:")) {
+            Some(f) => Err(anyhow!("unknown {{port:…}} placeholder in flag {f:?}")),
+            None => backend.spawn(&flags, &kc, &fake, &dir),
+        };
         let mut start_reported = false;
         for case in cases {
+            let case = &case.map_texts(&subst);
             let outcome = match (&running, case.skip.get(backend.name())) {
                 (_, Some(reason)) => Outcome {
                     case: case.name.clone(),
@@ -90,7 +110,7 @@ pub fn run(scenario: &Scenario, backend: Backend) -> Result<(Vec<Outcome>, Strin
                     }
                 }
                 (Ok(r), None) => {
-                    let obs = observe(r, &fake, case);
+                    let obs = observe(r, &fake, services.as_ref(), case);
                     let vars = Vars {
                         api: kc.server_addr.to_string(),
                         token: fake.options().token.clone(),
@@ -116,17 +136,75 @@ pub fn run(scenario: &Scenario, backend: Backend) -> Result<(Vec<Outcome>, Strin
     Ok((outcomes, logs))
 }
 
+/// Starts the fake services of `scenario` (none without `[[service]]` tables) and registers its
+/// Services on `fake`.
+fn start_services(scenario: &Scenario, fake: &FakeApiServer) -> Result<Option<FakeServices>> {
+    if scenario.services.is_empty() {
+        return Ok(None);
+    }
+    let mut services = FakeServices::new()?;
+    for svc in &scenario.services {
+        fake.set_service(&svc.namespace, &svc.name, svc.to_json());
+        let mut started: BTreeMap<usize, u16> = BTreeMap::new();
+        for (label, i) in svc.labels() {
+            let Some(serve) = svc.ports[i].serve else {
+                continue;
+            };
+            match started.get(&i) {
+                // The second label of a port names the same server.
+                Some(port) => services.alias(&label, *port)?,
+                None => {
+                    started.insert(i, services.add(&label, serve)?);
+                }
+            }
+        }
+    }
+    Ok(Some(services))
+}
+
+/// Label → port of every fake service.
+fn port_map(services: &FakeServices) -> BTreeMap<String, u16> {
+    services
+        .servers()
+        .iter()
+        .map(|(label, _, addr)| (label.clone(), addr.port()))
+        .collect()
+}
+
+/// Replaces every `{port:LABEL}` whose label is known; unknown ones stay (and fail later).
+pub fn substitute_ports(text: &str, ports: &BTreeMap<String, u16>) -> String {
+    let mut out = text.to_owned();
+    for (label, port) in ports {
+        out = out.replace(&format!("{{port:{label}}}"), &port.to_string());
+    }
+    out
+}
+
 /// The per-backend test body: runs scenario `name` on `backend` and panics with every failed
-/// case and the backend's stderr. Skips (prints why) when the backend is unavailable locally.
+/// case and the backend's stderr. Skips (prints why) when the backend is unavailable locally, and
+/// passes without running anything on a backend the file's `backends` leaves out.
 #[track_caller]
 pub fn check_scenario(name: &str, backend: Backend) {
-    if backend::require(backend).is_none() {
-        return;
-    }
     let scenario = match Scenario::load(name) {
         Ok(s) => s,
         Err(e) => panic!("{e:#}"),
     };
+    if !scenario.runs_on(backend) {
+        println!(
+            "{name}: not run on {} by design: the file applies to backends {:?} only ({}); \
+             this test passes trivially",
+            backend.name(),
+            scenario.backends.as_deref().unwrap_or_default(),
+            scenario
+                .backends_reason
+                .as_deref()
+                .unwrap_or("no reason given"),
+        );
+        return;
+    }
+    if backend::require(backend).is_none() {
+        return;
+    }
     let (outcomes, logs) = match run(&scenario, backend) {
         Ok(r) => r,
         Err(e) => panic!("{name} on {}: {e:#}", backend.name()),
@@ -155,8 +233,15 @@ pub fn check_scenario(name: &str, backend: Backend) {
     }
 }
 
-/// Sends `case` to `running` and collects what happened.
-pub fn observe(running: &Running, fake: &FakeApiServer, case: &Case) -> Observation {
+/// Sends `case` to `running` and collects what happened (at the API server and, when given, the
+/// fake services).
+pub fn observe(
+    running: &Running,
+    fake: &FakeApiServer,
+    services: Option<&FakeServices>,
+    case: &Case,
+) -> Observation {
+    let before = fake.requests().len();
     let mut headers = Vec::new();
     if !case.no_host {
         headers.push(("Host".to_owned(), case.host.clone()));
@@ -179,6 +264,14 @@ pub fn observe(running: &Running, fake: &FakeApiServer, case: &Case) -> Observat
         if let (Some(data), 101) = (&case.tunnel, resp.status) {
             obs.tunnel_ok = Some(tunnel_echo(&mut conn, data.as_bytes()));
         }
+        let framing = case.expect.decoded_body.is_some()
+            || case
+                .kproxy
+                .as_ref()
+                .is_some_and(|k| k.decoded_body.is_some());
+        if framing && resp.status != 101 {
+            obs.trailing = Some(trailing_bytes(&mut conn));
+        }
         Ok(resp)
     });
     match result {
@@ -186,7 +279,57 @@ pub fn observe(running: &Running, fake: &FakeApiServer, case: &Case) -> Observat
         Err(e) => obs.error = Some(format!("{e:#}")),
     }
     obs.upstream = fake.requests_for_case(&case.name);
+    obs.service = services
+        .map(|s| s.requests_for_case(&case.name))
+        .unwrap_or_default();
+    obs.lookups = fake
+        .requests()
+        .iter()
+        .skip(before)
+        .filter(|r| r.method == "GET" && r.header("x-kproxy-case").is_none())
+        .filter_map(|r| crate::apiserver::service_get_path(r.path()))
+        .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+        .collect();
     obs
+}
+
+/// How many bytes follow a response on its (kept-alive) connection within 300 ms.
+fn trailing_bytes(conn: &mut rawhttp::Conn) -> usize {
+    let mut n = conn.take_buffered().len();
+    if conn
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .is_err()
+    {
+        return n;
+    }
+    let mut tmp = [0u8; 4096];
+    while let Ok(k) = conn.stream.read(&mut tmp) {
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    n
+}
+
+/// The body with its `Content-Encoding` undone (`gzip`; `deflate` as raw RFC 1951, what Go's
+/// `compress/flate` reads), or why that failed.
+pub fn decode_body(resp: &RawResponse) -> Result<Vec<u8>, String> {
+    let enc = resp
+        .header("content-encoding")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let mut out = Vec::new();
+    let res = match enc.as_str() {
+        "" | "identity" => return Ok(resp.body.clone()),
+        "gzip" => flate2::read::GzDecoder::new(resp.body.as_slice()).read_to_end(&mut out),
+        "deflate" => flate2::read::DeflateDecoder::new(resp.body.as_slice()).read_to_end(&mut out),
+        other => return Err(format!("unknown Content-Encoding {other:?}")),
+    };
+    res.map(|_| out)
+        .map_err(|e| format!("undoing Content-Encoding {enc}: {e}"))
 }
 
 fn tunnel_echo(conn: &mut rawhttp::Conn, data: &[u8]) -> bool {
@@ -255,13 +398,25 @@ pub fn check(backend: Backend, vars: &Vars, expect: &Expect, obs: &Observation) 
             subst(b)
         ));
     }
-    if let Some(b) = &expect.body_contains
-        && !resp.text().contains(&subst(b))
+    for b in expect.body_contains.iter().flat_map(|t| t.as_slice()) {
+        if !resp.text().contains(&subst(b)) {
+            fails.push(format!(
+                "body {:?} does not contain {:?}",
+                trunc(&resp.text()),
+                subst(b)
+            ));
+        }
+    }
+    if let Some(want) = &expect.decoded_body {
+        check_decoded(resp, &subst(want), obs.trailing, &mut fails);
+    }
+    if let Some(n) = expect.lookups
+        && n != obs.lookups.len()
     {
         fails.push(format!(
-            "body {:?} does not contain {:?}",
-            trunc(&resp.text()),
-            subst(b)
+            "{} Service lookups reached the API server {:?}, want {n}",
+            obs.lookups.len(),
+            obs.lookups
         ));
     }
     for (name, want) in &expect.headers {
@@ -293,58 +448,165 @@ pub fn check(backend: Backend, vars: &Vars, expect: &Expect, obs: &Observation) 
     if obs.tunnel_ok == Some(false) {
         fails.push("the tunnel did not echo the bytes written".to_owned());
     }
-    match &expect.upstream {
-        None => {}
+    let api: Vec<SeenRequest<'_>> = obs
+        .upstream
+        .iter()
+        .map(|r| SeenRequest {
+            request: r,
+            service: None,
+        })
+        .collect();
+    check_seen(
+        backend,
+        "upstream",
+        expect.upstream.as_ref(),
+        &api,
+        &subst,
+        &mut fails,
+    );
+    let svc: Vec<SeenRequest<'_>> = obs
+        .service
+        .iter()
+        .map(|s| SeenRequest {
+            request: &s.request,
+            service: Some(s),
+        })
+        .collect();
+    check_seen(
+        backend,
+        "service",
+        expect.service.as_ref(),
+        &svc,
+        &subst,
+        &mut fails,
+    );
+    fails
+}
+
+/// A request seen by the fake API server (`service: None`) or a fake service.
+struct SeenRequest<'a> {
+    request: &'a Recorded,
+    service: Option<&'a ServiceSeen>,
+}
+
+/// Checks `want` (an `upstream` or `service` expectation named `what`) against the first of
+/// `seen`.
+fn check_seen(
+    backend: Backend,
+    what: &str,
+    want: Option<&UpstreamExpect>,
+    seen: &[SeenRequest<'_>],
+    subst: &dyn Fn(&str) -> String,
+    fails: &mut Vec<String>,
+) {
+    let expect: &SeenExpect = match want {
+        None => return,
         Some(UpstreamExpect::Marker(_)) => {
-            if let Some(r) = obs.upstream.first() {
+            if let Some(r) = seen.first() {
+                let at = r
+                    .service
+                    .map(|s| format!(" ({})", s.server))
+                    .unwrap_or_default();
                 fails.push(format!(
-                    "upstream saw {} {}, want nothing",
-                    r.method, r.target
+                    "{what} saw {} {}{at}, want nothing",
+                    r.request.method, r.request.target
                 ));
             }
+            return;
         }
-        Some(UpstreamExpect::Seen(seen)) => {
-            let Some(up) = obs.upstream.first() else {
-                fails.push("nothing reached upstream".to_owned());
-                return fails;
-            };
-            if let Some(m) = &seen.method
-                && m != &up.method
-            {
-                fails.push(format!("upstream method {:?}, want {m:?}", up.method));
-            }
-            if let Some(t) = &seen.target
-                && subst(t) != up.target
-            {
-                fails.push(format!(
-                    "upstream target {:?}, want {:?}",
-                    up.target,
-                    subst(t)
-                ));
-            }
-            if let Some(b) = &seen.body
-                && subst(b).as_bytes() != up.body.as_slice()
-            {
-                fails.push(format!(
-                    "upstream body {:?}, want {b:?}",
-                    String::from_utf8_lossy(&up.body)
-                ));
-            }
-            for (name, want) in &seen.headers {
-                if backend == Backend::Envoy && envoy_normalized(name) {
-                    continue;
-                }
-                let want = match want {
-                    HeaderExpect::One(s) => HeaderExpect::One(subst(s)),
-                    HeaderExpect::All(v) => HeaderExpect::All(v.iter().map(|s| subst(s)).collect()),
-                };
-                if let Some(m) = header_mismatch(&up.header_values(name), &want) {
-                    fails.push(format!("upstream header {name}: {m}"));
-                }
-            }
+        Some(UpstreamExpect::Seen(s)) => s,
+    };
+    let Some(first) = seen.first() else {
+        fails.push(format!("nothing reached {what}"));
+        return;
+    };
+    let up = first.request;
+    if let Some(m) = &expect.method
+        && m != &up.method
+    {
+        fails.push(format!("{what} method {:?}, want {m:?}", up.method));
+    }
+    if let Some(t) = &expect.target
+        && subst(t) != up.target
+    {
+        fails.push(format!(
+            "{what} target {:?}, want {:?}",
+            up.target,
+            subst(t)
+        ));
+    }
+    if let Some(b) = &expect.body
+        && subst(b).as_bytes() != up.body.as_slice()
+    {
+        fails.push(format!(
+            "{what} body {:?}, want {b:?}",
+            String::from_utf8_lossy(&up.body)
+        ));
+    }
+    if let (Some(server), Some(svc)) = (&expect.server, first.service)
+        && server != &svc.server
+    {
+        fails.push(format!("{what} server {:?}, want {server:?}", svc.server));
+    }
+    if let (Some(sni), Some(svc)) = (&expect.sni, first.service) {
+        let got = match (svc.tls, &svc.sni) {
+            (false, _) => "PLAIN".to_owned(),
+            (true, None) => "ABSENT".to_owned(),
+            (true, Some(s)) => s.clone(),
+        };
+        if &got != sni {
+            fails.push(format!("{what} TLS SNI {got:?}, want {sni:?}"));
         }
     }
-    fails
+    for (name, want) in &expect.headers {
+        if backend == Backend::Envoy && envoy_normalized(name) {
+            continue;
+        }
+        let want = match want {
+            HeaderExpect::One(s) => HeaderExpect::One(subst(s)),
+            HeaderExpect::All(v) => HeaderExpect::All(v.iter().map(|s| subst(s)).collect()),
+        };
+        if let Some(m) = header_mismatch(&up.header_values(name), &want) {
+            fails.push(format!("{what} header {name}: {m}"));
+        }
+    }
+}
+
+/// The decoded body equals `want`; a `Content-Length` matches the bytes sent and nothing follows.
+fn check_decoded(resp: &RawResponse, want: &str, trailing: Option<usize>, fails: &mut Vec<String>) {
+    match decode_body(resp) {
+        Ok(body) if body == want.as_bytes() => {}
+        Ok(body) => fails.push(format!(
+            "decoded body (Content-Encoding {:?}) {:?}, want {want:?}",
+            resp.header("content-encoding"),
+            String::from_utf8_lossy(&body)
+        )),
+        Err(e) => fails.push(e),
+    }
+    if let Some(n) = trailing
+        && n > 0
+    {
+        fails.push(format!(
+            "{n} bytes followed the response (Content-Length {:?} shorter than the body?)",
+            resp.header("content-length")
+        ));
+    }
+    let chunked = resp
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    if let (Some(cl), false) = (resp.header("content-length"), chunked)
+        && cl.parse::<usize>().ok() != Some(resp.body.len())
+    {
+        fails.push(format!(
+            "Content-Length {cl} but {} body bytes",
+            resp.body.len()
+        ));
+    }
+    if let (Some(cl), true) = (resp.header("content-length"), chunked) {
+        fails.push(format!(
+            "both Content-Length {cl} and Transfer-Encoding chunked"
+        ));
+    }
 }
 
 fn header_mismatch(got: &[&str], want: &HeaderExpect) -> Option<String> {

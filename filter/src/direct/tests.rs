@@ -118,14 +118,15 @@ fn a1_root_redirect() {
     assert_eq!(reply_of(l.finish(&config(""), &web()).decision).status, 503);
 }
 
-/// A2: other methods without sub-path go to backend `/`.
+/// A2: other methods without sub-path go to backend `/`; the backend path being `/`,
+/// X-Forwarded-Uri ends in `/` too.
 #[test]
 fn a2_put_without_sub_path() {
     let (f, _) = forward("PUT", &format!("{SVC}/web:http/proxy"), &[]);
     assert_eq!(f.path, "/");
     assert_eq!(
         replaced(&f, "x-forwarded-uri"),
-        Some("/api/v1/namespaces/ns/services/web:http/proxy")
+        Some("/api/v1/namespaces/ns/services/web:http/proxy/")
     );
 }
 
