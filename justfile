@@ -56,8 +56,22 @@ test: fmt-check clippy wasm conformance-wasm envoy
     python3 envoy/oci/test_oci.py
     rm -rf target/parity
     cargo test --workspace
+    KPROXY_SOAK_SECS=120 cargo test --quiet -p tests --lib soak -- --ignored --nocapture
     @echo "Parity: kubectl proxy (oracle) vs shim and Envoy, per case"
     @cat target/parity/*.txt
+
+# Benchmark kubectl proxy, the shim, Envoy + filter, native Envoy and the stand-in API server;
+# writes docs/benchmarks.md and docs/benchmarks.svg (needs wrk: installed with apt-get if missing).
+bench: wasm envoy
+    command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || { echo "bench needs wrk (apt-get install wrk)" >&2; exit 1; }
+    cargo build --quiet --release -p shim -p tests --bins
+    cargo bench --quiet -p shim --bench filter_overhead
+    target/release/kbench --shim target/release/shim --wasm "$FILTER_WASM" --criterion target/criterion
+
+# Soak the shim: mixed requests, 200 concurrent watches and upgrade tunnels for SECS seconds.
+soak secs="600": wasm envoy
+    cargo build --quiet -p shim
+    KPROXY_SOAK_SECS={{ secs }} cargo test --quiet -p tests --lib soak -- --ignored --nocapture
 
 # Package the filter as an OCI image (Istio "compat" layout, no docker) and verify it.
 oci: wasm

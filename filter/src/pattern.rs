@@ -32,6 +32,116 @@ impl std::error::Error for PatternError {}
 pub struct Pattern {
     source: String,
     regex: Regex,
+    shortcut: Shortcut,
+}
+
+/// A match without the regex engine for the simple shapes kubectl's defaults use (the regex
+/// engine is the largest part of the filter's per-request cost). Decided once per pattern; the
+/// regex stays the reference and the fallback for every other shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Shortcut {
+    /// Use the regex.
+    None,
+    /// `""`, `^`, `.*`, `^.*`: an unanchored search always finds the empty match.
+    Always,
+    /// `^$`: only the empty text (`$` is the end of text: no multi-line flag).
+    Empty,
+    /// `^literal$`.
+    Exact(String),
+    /// Literals joined by `.*`, optionally anchored at the start, never at the end:
+    /// `^/api/.*/pods/.*/exec`.
+    Glob {
+        /// Starts with `^`.
+        anchored: bool,
+        /// The literals between the `.*`s (some may be empty).
+        parts: Vec<String>,
+    },
+}
+
+impl Shortcut {
+    fn of(source: &str) -> Self {
+        match source {
+            "" | "^" | ".*" | "^.*" => return Self::Always,
+            "^$" => return Self::Empty,
+            _ => {}
+        }
+        if let Some(lit) = source
+            .strip_prefix('^')
+            .and_then(|s| s.strip_suffix('$'))
+            .and_then(literal)
+        {
+            return Self::Exact(lit);
+        }
+        let (anchored, rest) = match source.strip_prefix('^') {
+            Some(rest) => (true, rest),
+            None => (false, source),
+        };
+        if rest.ends_with('$') {
+            return Self::None;
+        }
+        match rest.split(".*").map(literal).collect::<Option<Vec<_>>>() {
+            Some(parts) => Self::Glob { anchored, parts },
+            None => Self::None,
+        }
+    }
+
+    /// The answer, or `None` to ask the regex.
+    fn is_match(&self, text: &str) -> Option<bool> {
+        match self {
+            Self::None => None,
+            Self::Always => Some(true),
+            Self::Empty => Some(text.is_empty()),
+            Self::Exact(lit) => Some(text == lit),
+            Self::Glob { anchored, parts } => glob_match(*anchored, parts, text),
+        }
+    }
+}
+
+/// The text a regex denotes when it is a plain literal (escaped metacharacters allowed); `None`
+/// for anything else (classes, `\d`, groups, repetition …).
+fn literal(s: &str) -> Option<String> {
+    let mut lit = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e) if r"\.+*?()|[]{}^$-/".contains(e) => lit.push(e),
+                _ => return None,
+            },
+            '.' | '+' | '*' | '?' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' => {
+                return None;
+            }
+            c => lit.push(c),
+        }
+    }
+    Some(lit)
+}
+
+/// Literals in order with only non-newline text between them (`.*` without the `s` flag).
+/// Taking the leftmost occurrence of each next literal is always best, so one pass decides.
+/// Unanchored globs on text with a newline are left to the regex (a later line may match).
+fn glob_match(anchored: bool, parts: &[String], text: &str) -> Option<bool> {
+    if !anchored && text.contains('\n') {
+        return None;
+    }
+    let mut pos = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 && anchored {
+            if !text.starts_with(part.as_str()) {
+                return Some(false);
+            }
+            pos = part.len();
+            continue;
+        }
+        let Some(offset) = text[pos..].find(part.as_str()) else {
+            return Some(false);
+        };
+        if i > 0 && text[pos..pos + offset].contains('\n') {
+            return Some(false);
+        }
+        pos += offset + part.len();
+    }
+    Some(true)
 }
 
 /// An ordered list of patterns; a text matches the list when it matches any pattern.
@@ -60,6 +170,7 @@ impl Pattern {
         Ok(Self {
             source: source.to_owned(),
             regex,
+            shortcut: Shortcut::of(source),
         })
     }
 
@@ -70,7 +181,9 @@ impl Pattern {
 
     /// Unanchored match, like Go's `MatchString`.
     pub fn is_match(&self, text: &str) -> bool {
-        self.regex.is_match(text)
+        self.shortcut
+            .is_match(text)
+            .unwrap_or_else(|| self.regex.is_match(text))
     }
 }
 
@@ -184,6 +297,65 @@ fn check_go_compatible(source: &str) -> Result<(), PatternError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The shapes the shortcut takes, and some it must leave to the regex.
+    const SHAPES: &[&str] = &[
+        "",
+        "^",
+        ".*",
+        "^.*",
+        "^$",
+        "^localhost$",
+        r"^127\.0\.0\.1$",
+        r"^\[::1\]$",
+        "^/api/.*/pods/.*/exec",
+        "^/api/.*/pods/.*/attach",
+        "exec",
+        "a.*b",
+        "^.*x",
+        "x.*",
+        ".*a.*",
+        r"^a\.b.*c",
+        "^ab$",
+        "^a.b$",
+        "^(a)$",
+        r"^\d$",
+        "a$",
+        "^a.*$",
+    ];
+
+    #[test]
+    fn shortcuts_cover_kubectl_defaults() {
+        for (source, expected) in [
+            ("^.*", Shortcut::Always),
+            ("^$", Shortcut::Empty),
+            (r"^127\.0\.0\.1$", Shortcut::Exact("127.0.0.1".into())),
+            (r"^\[::1\]$", Shortcut::Exact("[::1]".into())),
+            ("^a.b$", Shortcut::None),
+            ("^a.*$", Shortcut::None),
+            (r"^\d", Shortcut::None),
+        ] {
+            assert_eq!(Shortcut::of(source), expected, "{source}");
+        }
+        assert!(matches!(
+            Shortcut::of("^/api/.*/pods/.*/exec"),
+            Shortcut::Glob { anchored: true, .. }
+        ));
+    }
+
+    proptest! {
+        /// The shortcut answers exactly as the regex does, newlines included.
+        #[test]
+        fn shortcut_agrees_with_the_regex(
+            shape in proptest::sample::select(SHAPES),
+            text in "[ab/x.\n]{0,6}(/api/[a-z/]{0,6}/pods/[a-z\n]{0,4}/(exec|attach))?[ab\n]{0,3}|localhost|127\\.0\\.0\\.1|\\[::1\\]",
+        ) {
+            let regex = Regex::new(shape).expect("compiles");
+            let p = Pattern::new(shape).expect("compiles");
+            prop_assert_eq!(p.is_match(&text), regex.is_match(&text), "{:?} on {:?}", shape, text);
+        }
+    }
 
     #[track_caller]
     fn check_match(pattern: &str, text: &str, expected: bool) {

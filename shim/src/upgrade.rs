@@ -155,11 +155,16 @@ where
     B: tokio::io::AsyncRead + tokio::io::AsyncWrite,
 {
     use tokio::io::AsyncWriteExt as _;
-    let (mut down_r, mut down_w) = tokio::io::split(down);
-    let (mut up_r, mut up_w) = tokio::io::split(up);
+    // tokio's `copy` moves 8 KiB at a time: every write is a small TLS record and a syscall.
+    // 64 KiB fills whole 16 KiB records (Go's io.Copy, kubectl's, uses 32 KiB).
+    const RELAY_BUFFER: usize = 64 * 1024;
+    let (down_r, mut down_w) = tokio::io::split(down);
+    let (up_r, mut up_w) = tokio::io::split(up);
+    let mut down_r = tokio::io::BufReader::with_capacity(RELAY_BUFFER, down_r);
+    let mut up_r = tokio::io::BufReader::with_capacity(RELAY_BUFFER, up_r);
     let result = tokio::select! {
-        r = tokio::io::copy(&mut down_r, &mut up_w) => r,
-        r = tokio::io::copy(&mut up_r, &mut down_w) => r,
+        r = tokio::io::copy_buf(&mut down_r, &mut up_w) => r,
+        r = tokio::io::copy_buf(&mut up_r, &mut down_w) => r,
     };
     if let Err(e) = result {
         tracing::debug!("upgrade tunnel ended: {e}");
