@@ -129,8 +129,11 @@ fn init_tracing(verbosity: u32) {
         6..=7 => "debug",
         _ => "trace",
     };
+    // `-v` raises the shim's and the filter's (`wasm`) logs only: wasmtime and cranelift at
+    // trace level write gigabytes while compiling the filter.
+    let directives = format!("warn,shim={level},wasm={level}");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(directives));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

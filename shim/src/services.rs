@@ -236,8 +236,8 @@ impl Services {
         let tls = insecure_tls();
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(100)
+            .pool_idle_timeout(crate::upstream::POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(crate::upstream::POOL_MAX_IDLE_PER_HOST)
             .http1_title_case_headers(true)
             .set_host(false)
             .build(Connector {

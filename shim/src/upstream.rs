@@ -416,6 +416,14 @@ impl tower_service::Service<Uri> for Connector {
 
 // === impl Upstream ===
 
+/// Idle upstream connections kept per host and worker (client-go's `MaxIdleConnsPerHost`).
+pub(crate) const POOL_MAX_IDLE_PER_HOST: usize = 25;
+
+/// How long an idle upstream connection is kept. client-go says 90 s; hyper's pool reaps idle
+/// connections on a timer of this period, so an idle connection may live up to twice as long:
+/// 45 s keeps that worst case at Go's 90 s.
+pub(crate) const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+
 /// The API server and a pooled HTTP/1.1 client to it (one per worker).
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
@@ -427,8 +435,8 @@ impl Upstream {
     pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(100)
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
             .http1_title_case_headers(true)
             .set_host(false)
             .build(Connector { cluster });

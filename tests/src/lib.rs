@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod backend;
 pub mod envoy;
+pub mod faults;
 pub mod kubeconfig;
 pub mod parity;
 pub mod rawhttp;

@@ -266,3 +266,288 @@ fn make_executable(p: &Path) {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }
+
+// --- API-server faults (issue 7): shim, kubectl proxy (the oracle) and Envoy against the same
+// misbehaving server; every fault gives kubectl's status and message on the shim, and every proxy
+// recovers when the server behaves again.
+
+use crate::faults::{Fault, FaultServer, Proc};
+
+/// One proxy under test, started against a plain-HTTP kubeconfig.
+struct Target {
+    backend: Backend,
+    addr: SocketAddr,
+    _guard: Box<dyn std::any::Any>,
+}
+
+/// kubectl, the shim and Envoy (those available) against `server_url`.
+fn targets(dir: &TempDir, server: SocketAddr) -> Vec<Target> {
+    let kc = crate::faults::kubeconfig(dir, &format!("http://{server}"), "TOK", None);
+    let mut out = Vec::new();
+    for b in Backend::ALL {
+        if backend::require(b).is_none() {
+            continue;
+        }
+        let t = match b {
+            Backend::Kubectl => {
+                let bin = b.binary().expect("kubectl");
+                let p = Proc::spawn(&bin, &["proxy"], &[], &kc, dir).expect("kubectl proxy");
+                Target {
+                    backend: b,
+                    addr: p.addr(),
+                    _guard: Box::new(p),
+                }
+            }
+            Backend::Shim => {
+                let p = Proc::shim(&[], &kc, dir).expect("shim");
+                Target {
+                    backend: b,
+                    addr: p.addr(),
+                    _guard: Box::new(p),
+                }
+            }
+            Backend::Envoy => {
+                // `Backend::spawn` reads everything from the kubeconfig; the fake is unused.
+                let unused = FakeApiServer::start(FakeOptions {
+                    tls: false,
+                    anonymous: true,
+                    ..FakeOptions::default()
+                })
+                .expect("fake");
+                let kconf = crate::kubeconfig::Kubeconfig {
+                    path: kc.clone(),
+                    variant: crate::kubeconfig::Variant::PlainHttp,
+                    credentials: None,
+                    token_file: None,
+                    server_addr: server,
+                };
+                let r = b.spawn(&[], &kconf, &unused, dir).expect("envoy");
+                Target {
+                    backend: b,
+                    addr: r.addr(),
+                    _guard: Box::new((r, unused)),
+                }
+            }
+        };
+        out.push(t);
+    }
+    out
+}
+
+fn fetch(addr: SocketAddr, path: &str) -> Result<RawResponse> {
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    rawhttp::send(addr, req.as_bytes(), false)
+}
+
+/// Every target answers `path` under `fault`: returns (backend, status, body with the server's
+/// port masked) per target.
+fn answers(
+    ts: &[Target],
+    server: &FaultServer,
+    fault: &Fault,
+    path: &str,
+) -> Vec<(Backend, u16, String)> {
+    server.set(fault.clone());
+    let port = server.addr().port().to_string();
+    ts.iter()
+        .map(|t| {
+            let r = fetch(t.addr, path)
+                .unwrap_or_else(|e| panic!("{} under {fault:?}: {e:#}", t.backend.name()));
+            (
+                t.backend,
+                r.status,
+                mask_client_port(&r.text().replace(&port, "PORT")),
+            )
+        })
+        .collect()
+}
+
+/// `127.0.0.1:54321->` (the proxy's own ephemeral port in Go's error texts) → `127.0.0.1:N->`.
+fn mask_client_port(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("127.0.0.1:") {
+        let (head, tail) = rest.split_at(i + "127.0.0.1:".len());
+        out.push_str(head);
+        let digits = tail.len() - tail.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        if digits > 0 && tail[digits..].starts_with("->") {
+            out.push('N');
+            rest = &tail[digits..];
+        } else {
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Asserts kubectl gave `status` and a body starting with `prefix`, the shim the same status and
+/// either exactly kubectl's body or, where the README documents a different error text
+/// (`shim_prefix`), a body starting with that; Envoy a 5xx of its own; then that every target
+/// recovers.
+fn check_fault(name: &str, fault: &Fault, status: u16, prefix: &str, shim_prefix: Option<&str>) {
+    let dir = TempDir::new("faults-api").expect("tempdir");
+    let server = FaultServer::start(Fault::Healthy).expect("server");
+    let ts = targets(&dir, server.addr());
+    let got = answers(&ts, &server, fault, "/api/v1/pods");
+    let kubectl = got.iter().find(|g| g.0 == Backend::Kubectl);
+    for (b, s, body) in &got {
+        match b {
+            Backend::Envoy => assert!(*s >= 500, "{name}: envoy answered {s} {body:?}"),
+            _ => {
+                assert_eq!(*s, status, "{name}: {} answered {s} {body:?}", b.name());
+                let want = match (b, shim_prefix) {
+                    (Backend::Shim, Some(p)) => p,
+                    _ => prefix,
+                };
+                assert!(body.starts_with(want), "{name}: {} body {body:?}", b.name());
+            }
+        }
+    }
+    if shim_prefix.is_some() {
+        println!("{name}: {got:?}");
+    } else if let (Some(k), Some(sh)) = (kubectl, got.iter().find(|g| g.0 == Backend::Shim)) {
+        assert_eq!(
+            (sh.1, &sh.2),
+            (k.1, &k.2),
+            "{name}: shim differs from kubectl proxy"
+        );
+    }
+    println!("{name}: {got:?}");
+    for (b, s, body) in answers(&ts, &server, &Fault::Healthy, "/api/v1/pods?recovered=1") {
+        assert_eq!(s, 200, "{name}: {} did not recover: {body:?}", b.name());
+    }
+}
+
+#[test]
+fn api_server_closing_connections_gives_500_and_recovers() {
+    // Go reads a reset (the server closes with the request unread).
+    check_fault(
+        "close",
+        &Fault::Close,
+        500,
+        "read tcp 127.0.0.1:N->127.0.0.1:PORT: read: connection reset by peer",
+        // README difference 12: hyper does not report Go's socket-level text.
+        Some("net/http: HTTP/1.x transport connection broken: "),
+    );
+}
+
+#[test]
+fn api_server_answering_garbage_gives_500_and_recovers() {
+    check_fault(
+        "garbage",
+        &Fault::Garbage,
+        500,
+        "net/http: HTTP/1.x transport connection broken: malformed HTTP status code \"garbage\"",
+        // README difference 12: hyper's parser names the first thing it rejects.
+        Some("net/http: HTTP/1.x transport connection broken: "),
+    );
+}
+
+#[test]
+fn api_server_slow_answer_is_waited_for() {
+    let dir = TempDir::new("faults-slow").expect("tempdir");
+    let server = FaultServer::start(Fault::Slow(Duration::from_secs(3))).expect("server");
+    for t in targets(&dir, server.addr()) {
+        let started = Instant::now();
+        let r = fetch(t.addr, "/api/v1/pods").expect("answer");
+        assert_eq!(r.status, 200, "{}: {}", t.backend.name(), r.text());
+        assert!(started.elapsed() >= Duration::from_secs(3));
+    }
+}
+
+#[test]
+fn api_server_reset_mid_body_truncates_and_closes() {
+    let dir = TempDir::new("faults-reset").expect("tempdir");
+    let server = FaultServer::start(Fault::ResetMidBody).expect("server");
+    let ts = targets(&dir, server.addr());
+    for t in &ts {
+        let started = Instant::now();
+        // The 200 head (Content-Length 1000) is relayed; the body stops after 100 bytes and the
+        // client connection is closed rather than left hanging.
+        let r = fetch(t.addr, "/api/v1/pods");
+        match r {
+            Ok(resp) => assert!(
+                resp.status >= 500 || resp.body.len() < 1000,
+                "{}: a complete answer from a reset upstream: {}",
+                t.backend.name(),
+                resp.status
+            ),
+            Err(e) => assert!(
+                format!("{e:#}").contains("closed") || format!("{e:#}").contains("reset"),
+                "{}: {e:#}",
+                t.backend.name()
+            ),
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}: hung",
+            t.backend.name()
+        );
+    }
+    server.set(Fault::Healthy);
+    for t in &ts {
+        let r = fetch(t.addr, "/api/v1/pods?recovered=1").expect("after the reset");
+        assert_eq!(r.status, 200, "{} did not recover", t.backend.name());
+    }
+}
+
+#[test]
+fn api_server_down_gives_500_and_recovery_when_it_returns() {
+    let dir = TempDir::new("faults-down").expect("tempdir");
+    let port = backend::free_port().expect("port");
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let ts = targets(&dir, addr);
+    for t in &ts {
+        let r = fetch(t.addr, "/api/v1/pods").expect("answer while down");
+        match t.backend {
+            Backend::Envoy => assert!(r.status >= 500, "envoy: {}", r.status),
+            _ => {
+                assert_eq!(r.status, 500, "{}", t.backend.name());
+                assert_eq!(
+                    r.text(),
+                    format!("dial tcp {addr}: connect: connection refused\n"),
+                    "{}",
+                    t.backend.name()
+                );
+            }
+        }
+    }
+    let server = FaultServer::start_on(port, Fault::Healthy).expect("server back");
+    for t in &ts {
+        let ok = crate::faults::eventually(Duration::from_secs(10), || {
+            fetch(t.addr, "/api/v1/pods?back=1").is_ok_and(|r| r.status == 200)
+        });
+        assert!(ok, "{} did not recover", t.backend.name());
+    }
+    assert!(server.connections() > 0);
+}
+
+#[test]
+fn api_server_wrong_certificate_gives_kubectls_500() {
+    let fake = FakeApiServer::start(FakeOptions::default()).expect("fake");
+    let mut bodies = Vec::new();
+    for b in [Backend::Kubectl, Backend::Shim] {
+        if backend::require(b).is_none() {
+            continue;
+        }
+        let dir = TempDir::new("faults-ca").expect("tempdir");
+        let kc = crate::kubeconfig::write(&dir, &fake, crate::kubeconfig::Variant::WrongCa)
+            .expect("kubeconfig");
+        let r = b.spawn(&[], &kc, &fake, &dir).expect("start");
+        let resp = fetch(r.addr(), "/api/v1/pods")
+            .unwrap_or_else(|e| panic!("{}: {e:#}\n{}", b.name(), r.logs()));
+        assert_eq!(resp.status, 500, "{}: {}", b.name(), resp.text());
+        assert!(
+            resp.text()
+                .starts_with("tls: failed to verify certificate: x509: "),
+            "{}: {:?}",
+            b.name(),
+            resp.text()
+        );
+        bodies.push((b, resp.text()));
+    }
+    if let [(_, k), (_, s)] = bodies.as_slice() {
+        assert_eq!(s, k, "the shim's TLS error differs from kubectl's");
+    }
+}
