@@ -8,7 +8,7 @@
 //! It never routes, never adds credentials, and trusts only the filter's header.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,12 +19,10 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::net::TcpStream;
 
 use crate::cli::{ConnectTo, bracketed};
-use crate::errors::{go_dial_error, go_lookup_error, go_tls_error};
 use crate::server::body::ProxyBody;
-use crate::upstream::{DialError, Stream};
+use crate::upstream::{DialError, Stream, dial_tcp, tls_handshake};
 
 /// The two routing values the filter uses for services.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,45 +116,7 @@ pub(crate) async fn dial(
     keepalive: Option<Duration>,
 ) -> Result<Stream, DialError> {
     let (to_host, to_port) = target(connect_to, host, port);
-    let mut addrs: Vec<SocketAddr> = match to_host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, to_port)],
-        Err(_) => tokio::net::lookup_host((to_host.as_str(), to_port))
-            .await
-            .map_err(|_| DialError(go_lookup_error(&to_host)))?
-            .collect(),
-    };
-    addrs.sort_by_key(|a| !a.is_ipv4());
-    let mut first_error = None;
-    let mut tcp = None;
-    for addr in &addrs {
-        match tokio::time::timeout(Duration::from_secs(30), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                tcp = Some(stream);
-                break;
-            }
-            Ok(Err(e)) => {
-                first_error.get_or_insert_with(|| go_dial_error(&addr.to_string(), &e));
-            }
-            Err(_) => {
-                first_error.get_or_insert_with(|| format!("dial tcp {addr}: i/o timeout"));
-            }
-        }
-    }
-    let Some(tcp) = tcp else {
-        return Err(DialError(
-            first_error.unwrap_or_else(|| go_lookup_error(&to_host)),
-        ));
-    };
-    let _ = tcp.set_nodelay(true);
-    let sock = socket2::SockRef::from(&tcp);
-    let _ = match keepalive {
-        Some(period) => sock.set_tcp_keepalive(
-            &socket2::TcpKeepalive::new()
-                .with_time(period)
-                .with_interval(period),
-        ),
-        None => sock.set_keepalive(false),
-    };
+    let tcp = dial_tcp(&to_host, to_port, keepalive).await?;
     if scheme == Scheme::Http {
         return Ok(Stream::Plain(tcp));
     }
@@ -166,12 +126,7 @@ pub(crate) async fn dial(
         Err(_) => rustls_pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| DialError(format!("tls: invalid server name {host:?}: {e}")))?,
     };
-    let handshake = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp);
-    match tokio::time::timeout(Duration::from_secs(10), handshake).await {
-        Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
-        Ok(Err(e)) => Err(DialError(go_tls_error(&e))),
-        Err(_) => Err(DialError("net/http: TLS handshake timeout".to_owned())),
-    }
+    tls_handshake(tls, name, tcp).await
 }
 
 // === impl Connector ===

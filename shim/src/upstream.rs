@@ -335,11 +335,26 @@ pub(crate) async fn dial(
         .server
         .port_u16()
         .unwrap_or(if https { 443 } else { 80 });
-    let mut addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+    let tcp = dial_tcp(bare, port, keepalive).await?;
+    let Some(tls) = &cluster.tls else {
+        return Ok(Stream::Plain(tcp));
+    };
+    tls_handshake(tls, cluster.tls_server_name.clone(), tcp).await
+}
+
+/// Go's `net.Dialer` as client-go configures it: resolve `host` (a bare name or IP, no
+/// brackets), try IPv4 addresses first (Go's primary family for `localhost`), 30 s connect
+/// timeout per address, no delay, TCP keep-alive as given (`None` = off). Errors carry Go's text.
+pub(crate) async fn dial_tcp(
+    host: &str,
+    port: u16,
+    keepalive: Option<Duration>,
+) -> Result<TcpStream, DialError> {
+    let mut addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => tokio::net::lookup_host((bare, port))
+        Err(_) => tokio::net::lookup_host((host, port))
             .await
-            .map_err(|_| DialError(go_lookup_error(bare)))?
+            .map_err(|_| DialError(go_lookup_error(host)))?
             .collect(),
     };
     addrs.sort_by_key(|a| !a.is_ipv4());
@@ -361,7 +376,7 @@ pub(crate) async fn dial(
     }
     let Some(tcp) = tcp else {
         return Err(DialError(
-            first_error.unwrap_or_else(|| go_lookup_error(bare)),
+            first_error.unwrap_or_else(|| go_lookup_error(host)),
         ));
     };
     let _ = tcp.set_nodelay(true);
@@ -374,11 +389,16 @@ pub(crate) async fn dial(
         ),
         None => sock.set_keepalive(false),
     };
-    let Some(tls) = &cluster.tls else {
-        return Ok(Stream::Plain(tcp));
-    };
-    let connector = tokio_rustls::TlsConnector::from(tls.clone());
-    let handshake = connector.connect(cluster.tls_server_name.clone(), tcp);
+    Ok(tcp)
+}
+
+/// A TLS client handshake with Go's 10 s `TLSHandshakeTimeout` and Go's error texts.
+pub(crate) async fn tls_handshake(
+    tls: &Arc<rustls::ClientConfig>,
+    name: rustls_pki_types::ServerName<'static>,
+    tcp: TcpStream,
+) -> Result<Stream, DialError> {
+    let handshake = tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp);
     match tokio::time::timeout(Duration::from_secs(10), handshake).await {
         Ok(Ok(stream)) => Ok(Stream::Tls(Box::new(stream))),
         Ok(Err(e)) => Err(DialError(go_tls_error(&e))),
