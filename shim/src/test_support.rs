@@ -1,5 +1,5 @@
-//! Test helpers shared by the `cli`, `kubeconfig` and `credentials` tests: a self-deleting
-//! temporary directory and a private CA with a server and a client certificate (rcgen).
+//! Test helpers shared by the crate's tests: a self-deleting temporary directory, a private CA
+//! with a server and a client certificate (rcgen), and both ends of an upgrade-tunnel check.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -83,4 +83,58 @@ impl Pki {
             client_key_pem: client_key.serialize_pem(),
         }
     }
+}
+
+/// A test backend's answer to an upgrade request: `101` websocket, then the first 4 bytes the
+/// client sends through the tunnel are echoed back.
+pub(crate) fn upgrade_echo<B>(
+    req: &mut http::Request<B>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let on = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(up) = on.await {
+            let mut io = hyper_util::rt::TokioIo::new(up);
+            let mut buf = [0u8; 4];
+            if tokio::io::AsyncReadExt::read_exact(&mut io, &mut buf)
+                .await
+                .is_ok()
+            {
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &buf).await;
+            }
+        }
+    });
+    let resp = http::Response::builder()
+        .status(101)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(http_body_util::Full::new(bytes::Bytes::new()));
+    resp.unwrap_or_default()
+}
+
+/// Upgrades `path` through the proxy at `proxy` to a backend answering with [`upgrade_echo`]:
+/// asserts the `101` is relayed and bytes go through the tunnel both ways.
+pub(crate) fn assert_tunnel_echo(proxy: std::net::SocketAddr, path: &str) {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(proxy).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .expect("timeout");
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).expect("write");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).expect("read head");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ping").expect("write tunnel");
+    let mut echoed = [0u8; 4];
+    s.read_exact(&mut echoed).expect("read tunnel");
+    assert_eq!(&echoed, b"ping");
 }

@@ -256,27 +256,10 @@ fn direct_mode_reaches_services_without_credentials() {
     );
 
     // Upgrade to a service: 101 relayed, then bytes both ways.
-    let mut s = TcpStream::connect(shim).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let req = "GET /api/v1/namespaces/ns/services/web:80/proxy/ws?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-    s.write_all(req.as_bytes()).expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).expect("read head");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"),
-        "{}",
-        String::from_utf8_lossy(&head)
+    crate::test_support::assert_tunnel_echo(
+        shim,
+        "/api/v1/namespaces/ns/services/web:80/proxy/ws?x=1",
     );
-    s.write_all(b"ping").expect("write tunnel");
-    let mut echoed = [0u8; 4];
-    s.read_exact(&mut echoed).expect("read tunnel");
-    assert_eq!(&echoed, b"ping");
-    drop(s);
 
     // The introspection gauges and the filter's counters on the metrics endpoint.
     let got = exchange(

@@ -30,25 +30,7 @@ async fn upstream(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
             .to_owned()
     };
     if req.uri().path().ends_with("/ws") {
-        let on = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(up) = on.await {
-                let mut io = TokioIo::new(up);
-                let mut buf = [0u8; 4];
-                if tokio::io::AsyncReadExt::read_exact(&mut io, &mut buf)
-                    .await
-                    .is_ok()
-                {
-                    let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &buf).await;
-                }
-            }
-        });
-        let resp = Response::builder()
-            .status(101)
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(Full::new(Bytes::new()));
-        return Ok(resp.unwrap_or_default());
+        return Ok(crate::test_support::upgrade_echo(&mut req));
     }
     if req.uri().path() == "/gzip" {
         let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -229,24 +211,5 @@ fn shim_forwards_filters_serves_and_upgrades() {
     );
 
     // upgrade: 101 relayed, then bytes both ways
-    let mut s = TcpStream::connect(shim).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    let req = "GET /api/v1/namespaces/ns/services/web/proxy/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-    s.write_all(req.as_bytes()).expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).expect("read head");
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    s.write_all(b"ping").expect("write tunnel");
-    let mut echo = [0u8; 4];
-    s.read_exact(&mut echo).expect("read tunnel");
-    assert_eq!(&echo, b"ping");
+    crate::test_support::assert_tunnel_echo(shim, "/api/v1/namespaces/ns/services/web/proxy/ws");
 }

@@ -104,25 +104,7 @@ async fn backend(
     mut req: Request<hyper::body::Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if req.uri().path().ends_with("/ws") {
-        let on = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            if let Ok(up) = on.await {
-                let mut io = TokioIo::new(up);
-                let mut buf = [0u8; 4];
-                if tokio::io::AsyncReadExt::read_exact(&mut io, &mut buf)
-                    .await
-                    .is_ok()
-                {
-                    let _ = tokio::io::AsyncWriteExt::write_all(&mut io, &buf).await;
-                }
-            }
-        });
-        let resp = Response::builder()
-            .status(101)
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(Full::new(Bytes::new()));
-        return Ok(resp.unwrap_or_default());
+        return Ok(crate::test_support::upgrade_echo(&mut req));
     }
     echo(req).await
 }
