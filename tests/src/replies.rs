@@ -24,6 +24,29 @@ pub struct Recorded {
 // === impl Recorded ===
 
 impl Recorded {
+    /// What a server saw: the request head and its whole body.
+    pub fn from_parts(parts: &http::request::Parts, body: Vec<u8>) -> Self {
+        Self {
+            method: parts.method.as_str().to_owned(),
+            target: parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| parts.uri.to_string(), |pq| pq.as_str().to_owned()),
+            version: format!("{:?}", parts.version),
+            headers: parts
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body,
+        }
+    }
+
     /// Every value of header `name` (case-insensitive), in order.
     pub fn header_values(&self, name: &str) -> Vec<&str> {
         self.headers
