@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+use super::tests::exchange;
 use crate::cli::{ConnectTo, FilterSource, Listen, ServiceProxy, Settings};
 use crate::credentials::Credentials;
 use crate::kubeconfig::Cluster;
@@ -143,17 +144,6 @@ fn start_shim(
     let addr = bound.local_addr().expect("tcp");
     std::thread::spawn(move || super::serve(settings, bound));
     addr
-}
-
-/// Sends raw bytes, reads until the server closes (requests carry `Connection: close`).
-fn exchange(addr: SocketAddr, request: &str) -> String {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
-    s.write_all(request.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[track_caller]

@@ -129,7 +129,7 @@ fn start_shim(upstream: SocketAddr, www: PathBuf) -> SocketAddr {
 }
 
 /// Sends raw bytes, reads until the server closes (requests carry `Connection: close`).
-fn exchange(addr: SocketAddr, request: &str) -> String {
+pub(super) fn exchange(addr: SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(60)))
         .expect("timeout");
