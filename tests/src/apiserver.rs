@@ -91,7 +91,8 @@ struct Shared {
     services: Services,
 }
 
-type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+/// The fakes' response body (also used by `services`).
+pub(crate) type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 // === impl FakeApiServer ===
 
@@ -442,7 +443,12 @@ fn watch(events: usize, interval: Duration) -> Response<RespBody> {
     resp
 }
 
-fn bytes_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<RespBody> {
+/// A whole-body answer with a `Content-Type` (also used by `services`).
+pub(crate) fn bytes_response(
+    status: StatusCode,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Response<RespBody> {
     let mut resp = Response::new(
         http_body_util::Full::new(Bytes::from(body))
             .map_err(|never| match never {})

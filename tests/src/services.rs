@@ -24,7 +24,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, Result, bail};
-use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
@@ -33,6 +32,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
+use crate::apiserver::{RespBody, bytes_response};
 use crate::replies::{self, Recorded};
 
 /// How a fake service port is served.
@@ -73,8 +73,6 @@ struct Shared {
     label: String,
     log: Arc<Mutex<Vec<ServiceSeen>>>,
 }
-
-type RespBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 // === impl FakeServices ===
 
@@ -395,19 +393,6 @@ fn upgrade_echo(proto: &str, on_upgrade: hyper::upgrade::OnUpgrade) -> Response<
         .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(proto) {
         resp.headers_mut().insert(header::UPGRADE, v);
-    }
-    resp
-}
-
-fn bytes_response(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<RespBody> {
-    let mut resp = Response::new(
-        http_body_util::Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *resp.status_mut() = status;
-    if let Ok(v) = HeaderValue::from_str(content_type) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     resp
 }
