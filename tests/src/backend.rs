@@ -166,6 +166,26 @@ pub fn envoy_bin() -> Result<PathBuf, String> {
     existing(env_path("ENVOY_BIN", ".venv/bin/envoy"), "ENVOY_BIN")
 }
 
+/// The conformance test guest: `CONFORMANCE_WASM`, default
+/// `<workspace>/target/wasm32-wasip1/wasm/conformance_guest.wasm`. `None` after printing
+/// `skipped: …` when the file is missing; a panic under `CI` instead.
+pub fn conformance_wasm() -> Option<PathBuf> {
+    let path = match std::env::var_os("CONFORMANCE_WASM") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => crate::workspace_root().join("target/wasm32-wasip1/wasm/conformance_guest.wasm"),
+    };
+    if path.is_file() {
+        return Some(path);
+    }
+    let reason = format!("CONFORMANCE_WASM not found: {}", path.display());
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the conformance guest is required under CI: {reason}"
+    );
+    println!("skipped: {reason}");
+    None
+}
+
 /// The shared compiled-module cache of the shims the tests start (`target/wasm-cache`).
 pub fn wasm_cache_dir() -> PathBuf {
     crate::workspace_root().join("target/wasm-cache")

@@ -25,23 +25,10 @@ use crate::rawhttp::{self, RawResponse};
 
 // --- helpers ---
 
-/// The conformance guest, or `None` (printed) when it, Envoy or the shim is missing locally.
+/// The conformance guest, or `None` (printed) when it or Envoy is missing locally.
 fn conformance_wasm() -> Option<PathBuf> {
     backend::require(Backend::Envoy)?;
-    let path = match std::env::var_os("CONFORMANCE_WASM") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => crate::workspace_root().join("target/wasm32-wasip1/wasm/conformance_guest.wasm"),
-    };
-    if path.is_file() {
-        return Some(path);
-    }
-    let reason = format!("CONFORMANCE_WASM not found: {}", path.display());
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "required under CI: {reason}"
-    );
-    println!("skipped: {reason}");
-    None
+    backend::conformance_wasm()
 }
 
 /// Envoy with the bootstrap `shim envoy-bootstrap <flags> --kubeconfig=<kc>` renders for `wasm`.

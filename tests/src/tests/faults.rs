@@ -6,116 +6,23 @@
 //! It must not look inside the shim; it sees only raw HTTP replies, the process, and what reached
 //! the fake API server.
 
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::Result;
 use serde_json::json;
 
 use crate::apiserver::{FakeApiServer, FakeOptions};
 use crate::backend::{self, Backend};
+use crate::faults::Proc;
 use crate::kubeconfig::TempDir;
 use crate::rawhttp::{self, RawResponse};
 
-/// A `shim` started with explicit flags (no implied `--filter`); killed on drop.
-struct Shim {
-    child: Child,
-    addr: SocketAddr,
-    stderr_path: PathBuf,
-}
-
-// === impl Shim ===
-
-impl Shim {
-    /// Starts the shim with `flags` and the kubeconfig `kubeconfig`, waiting for its banner.
-    fn spawn(flags: &[String], kubeconfig: &Path, dir: &TempDir) -> Result<Self> {
-        let stderr_path = dir.path().join("shim.stderr");
-        let mut child = Command::new(backend::shim_bin())
-            .env("HOME", dir.path())
-            .env_remove("KUBECONFIG")
-            .args(flags)
-            .arg("--port=0")
-            .arg(format!("--kubeconfig={}", kubeconfig.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path)?)
-            .spawn()
-            .context("spawning shim")?;
-        let stdout = child.stdout.take().context("no stdout pipe")?;
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
-                if let Some(addr) = line.strip_prefix("Starting to serve on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut shim = Self {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            stderr_path,
-        };
-        loop {
-            if let Ok(addr) = rx.recv_timeout(Duration::from_millis(50)) {
-                shim.addr = addr.parse().context("bad banner address")?;
-                return Ok(shim);
-            }
-            if let Some(status) = shim.child.try_wait()? {
-                bail!("shim exited ({status}) before serving:\n{}", shim.logs());
-            }
-            if Instant::now() > deadline {
-                bail!("shim printed no banner within 30 s:\n{}", shim.logs());
-            }
-        }
-    }
-
-    /// `GET path` on a fresh connection.
-    fn get(&self, path: &str) -> RawResponse {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        rawhttp::send(self.addr, req.as_bytes(), false)
-            .unwrap_or_else(|e| panic!("GET {path}: {e:#}\nshim stderr:\n{}", self.logs()))
-    }
-
-    /// Whether the process is still running.
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn logs(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-}
-
-impl Drop for Shim {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `CONFORMANCE_WASM`, default `<workspace>/target/wasm32-wasip1/wasm/conformance_guest.wasm`;
-/// `None` (after printing why) when it or the shim is missing, a panic under `CI`.
+/// The conformance guest, or `None` (printed) when it or the shim is missing locally.
 fn conformance_wasm() -> Option<PathBuf> {
     backend::require(Backend::Shim)?;
-    let path = match std::env::var_os("CONFORMANCE_WASM") {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => crate::workspace_root().join("target/wasm32-wasip1/wasm/conformance_guest.wasm"),
-    };
-    if path.is_file() {
-        return Some(path);
-    }
-    let reason = format!("CONFORMANCE_WASM not found: {}", path.display());
-    if std::env::var_os("CI").is_some() {
-        panic!("the conformance guest is required under CI: {reason}");
-    }
-    println!("skipped: faults ({reason})");
-    None
+    backend::conformance_wasm()
 }
 
 /// A kubeconfig for `fake` with the user entry `user`, written into `dir` (with the fake's CA
@@ -159,13 +66,13 @@ fn trapping_filter_fails_one_request_and_recovers() {
         r#"--filter-config={"mode":"add_header"}"#.to_owned(),
         "--workers=1".to_owned(),
     ];
-    let mut shim = Shim::spawn(&flags, &kc, &dir).expect("shim");
+    let mut shim = Proc::shim(&flags, &kc, &dir).expect("shim");
 
     for (n, bad) in ["/trap", "/loop", "/oom"].into_iter().enumerate() {
         let started = Instant::now();
         let resp = shim.get(bad);
         let elapsed = started.elapsed();
-        assert_eq!(resp.status, 500, "GET {bad}: {resp:?}\n{}", shim.logs());
+        assert_eq!(resp.status, 500, "GET {bad}: {resp:?}\n{}", shim.output());
         assert!(
             resp.text().contains("wasm filter failed") && resp.body.len() < 200,
             "GET {bad}: body {:?}",
@@ -181,7 +88,7 @@ fn trapping_filter_fails_one_request_and_recovers() {
         );
 
         let ok = shim.get(&format!("/api/v1/pods?after={n}"));
-        assert_eq!(ok.status, 200, "after {bad}: {ok:?}\n{}", shim.logs());
+        assert_eq!(ok.status, 200, "after {bad}: {ok:?}\n{}", shim.output());
         let seen = fake
             .requests()
             .into_iter()
@@ -192,7 +99,7 @@ fn trapping_filter_fails_one_request_and_recovers() {
             Some("added"),
             "after {bad}: the recreated VM did not run the filter"
         );
-        assert!(shim.alive(), "shim died after {bad}:\n{}", shim.logs());
+        assert!(shim.alive(), "shim died after {bad}:\n{}", shim.output());
     }
 }
 
@@ -227,7 +134,7 @@ fn exec_credentials_refreshed_after_401_without_client_seeing_it() {
             "interactiveMode": "Never",
         }}),
     );
-    let shim = Shim::spawn(&[], &kc, &dir).expect("shim");
+    let shim = Proc::shim(&[], &kc, &dir).expect("shim");
     let invocations = || {
         std::fs::read_to_string(&counter)
             .unwrap_or_default()
@@ -236,7 +143,7 @@ fn exec_credentials_refreshed_after_401_without_client_seeing_it() {
     };
 
     let first = shim.get("/api/v1/namespaces?step=1");
-    assert_eq!(first.status, 200, "first: {first:?}\n{}", shim.logs());
+    assert_eq!(first.status, 200, "first: {first:?}\n{}", shim.output());
     let before = invocations();
     assert!(before >= 1, "the exec plugin never ran");
 
@@ -247,7 +154,7 @@ fn exec_credentials_refreshed_after_401_without_client_seeing_it() {
         second.status,
         200,
         "the client saw the rotation: {second:?}\n{}",
-        shim.logs()
+        shim.output()
     );
     let auth: Vec<String> = fake
         .requests()
@@ -271,7 +178,7 @@ fn make_executable(p: &Path) {
 // misbehaving server; every fault gives kubectl's status and message on the shim, and every proxy
 // recovers when the server behaves again.
 
-use crate::faults::{Fault, FaultServer, Proc};
+use crate::faults::{Fault, FaultServer};
 
 /// One proxy under test, started against a plain-HTTP kubeconfig.
 struct Target {
