@@ -3,7 +3,9 @@
 //! * direct service-proxy routing (dynamic forward proxy, `--connect-to`, TLS without
 //!   verification, SNI, the 503 Status on transport failures), driven by the conformance guest,
 //!   which (unlike kproxy's filter) leaves a client's `x-kproxy-upstream` alone;
-//! * fail-closed: a trapping filter answers locally and forwards nothing, then or later;
+//! * fail-closed: a trapping or memory-exhausting filter answers locally and forwards nothing,
+//!   then or later; a looping one holds its request (Envoy has no CPU budget) and forwards
+//!   nothing;
 //! * token rotation by a kubelet-style `..data` symlink swap, without a restart;
 //! * the filter's counters: Envoy's `/stats` and the shim's `--metrics-address` agree.
 //!
@@ -426,6 +428,83 @@ fn trapping_filter_fails_closed_and_forwards_nothing() {
         0,
         "{stats:?}"
     );
+}
+
+/// Envoy hosting the conformance guest (`add_header` mode) in front of a fake API server, and a
+/// sender that routes to the API server with the client's own `x-kproxy-upstream` (the guest
+/// makes no routing decision).
+fn conformance_envoy(name: &str) -> Option<(FakeApiServer, Running, TempDir)> {
+    let conformance = conformance_wasm()?;
+    let fake = FakeApiServer::start(FakeOptions::default()).expect("fake");
+    let dir = TempDir::new(name).expect("tempdir");
+    let kc = kubeconfig::write(&dir, &fake, Variant::Token).expect("kubeconfig");
+    let flags = [r#"--filter-config={"mode":"add_header"}"#.to_owned()];
+    let envoy = rendered_envoy(&flags, &kc.path, &conformance, &dir);
+    Some((fake, envoy, dir))
+}
+
+#[test]
+fn memory_exhausting_filter_fails_closed_and_forwards_nothing() {
+    let Some((fake, envoy, _dir)) = conformance_envoy("envoy-oom") else {
+        return;
+    };
+    let upstream = [("x-kproxy-upstream", "apiserver")];
+    let resp = get(envoy.addr(), "/api?step=1", "127.0.0.1", &upstream);
+    assert_eq!(resp.status, 401, "the fake answers: {}", resp.text());
+    // The guest allocates 1 MiB blocks until memory.grow fails at Envoy's 1 GiB cap; the Rust
+    // allocator then aborts, which is a trap: the same local reply as a trapping filter.
+    let resp = get(envoy.addr(), "/oom", "127.0.0.1", &upstream);
+    assert_eq!(resp.status, 503, "{}\n{}", resp.text(), envoy.logs());
+    let resp = get(envoy.addr(), "/api?step=2", "127.0.0.1", &upstream);
+    assert_eq!(
+        resp.status,
+        503,
+        "FAIL_CLOSED keeps the VM failed: {}",
+        resp.text()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let targets: Vec<String> = fake.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/api?step=1"], "forwarded after the OOM");
+}
+
+#[test]
+fn looping_filter_holds_the_request_and_forwards_nothing() {
+    let Some((fake, envoy, _dir)) = conformance_envoy("envoy-loop") else {
+        return;
+    };
+    // Envoy gives a wasm call no CPU budget (the shim does: an epoch deadline): a guest that
+    // never returns keeps its worker thread. Fail-closed still holds: no answer, nothing sent.
+    let mut conn = TcpStream::connect(envoy.addr()).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    conn.write_all(
+        b"GET /loop HTTP/1.1\r\nHost: 127.0.0.1\r\nx-kproxy-upstream: apiserver\r\n\r\n",
+    )
+    .expect("send");
+    let mut buf = [0u8; 256];
+    match conn.read(&mut buf) {
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+        Ok(n) => panic!(
+            "Envoy answered a looping filter: {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+    }
+    assert!(fake.requests().is_empty(), "{:?}", fake.requests());
+    // The main thread is not the worker: the admin endpoint still answers, and shows the
+    // stuck request as active.
+    let stats = crate::envoy::stats(admin(&envoy)).expect("admin /stats while a worker loops");
+    assert_eq!(
+        stats.get("http.kproxy.downstream_rq_active").copied(),
+        Some(1),
+        "{stats:?}"
+    );
+    // Dropping `envoy` kills the process (SIGKILL: a looping worker never joins a shutdown).
 }
 
 // --- token rotation by a kubelet-style symlink swap ---
