@@ -367,9 +367,11 @@ fn request_authority<'a>(head: &'a RequestHead, api: &'a route::ApiRoute) -> &'a
         .unwrap_or(&head.authority)
 }
 
+/// The routing header: one `Replace`, which drops every value a client sent (the ABI's
+/// `replace_header_map_value` replaces all values of a name, in both hosts).
 pub(crate) fn routing_ops(upstream: Upstream) -> Vec<HeaderOp> {
-    vec![
-        HeaderOp::Remove(UPSTREAM_HEADER.to_owned()),
-        HeaderOp::Replace(UPSTREAM_HEADER.to_owned(), upstream.as_str().to_owned()),
-    ]
+    vec![HeaderOp::Replace(
+        UPSTREAM_HEADER.to_owned(),
+        upstream.as_str().to_owned(),
+    )]
 }

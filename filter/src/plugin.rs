@@ -21,7 +21,7 @@ use crate::auth::RotationCache;
 use crate::config::Config;
 use crate::decision::{
     COUNTERS, Decision, Forward, HeaderOp, LocalReply, ROUTED_SERVICE, RequestHead,
-    SERVICE_CACHE_HITS, SERVICE_LOOKUPS, UPSTREAM_HEADER, evaluate,
+    SERVICE_CACHE_HITS, SERVICE_LOOKUPS, evaluate,
 };
 use crate::direct::ServiceLookup;
 use crate::lookup::{self, LookupAnswer};
@@ -197,7 +197,10 @@ impl Http {
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
-    fn apply_forward(&self, forward: &Forward) {
+    /// Applies a forward decision. `:path` is written only when it changed (`original`: the
+    /// client's). Envoy clears its cached route on every request-header change, so the routing
+    /// header takes effect without a `clear_route_cache` call.
+    fn apply_forward(&self, forward: &Forward, original: Option<&str>) {
         for op in &forward.header_ops {
             match op {
                 HeaderOp::Remove(name) => self.set_http_request_header(name, None),
@@ -207,9 +210,9 @@ impl Http {
                 }
             }
         }
-        self.set_http_request_header(":path", Some(&forward.path));
-        // Envoy re-routes on the new headers; other hosts answer NotFound.
-        let _ = self.call_foreign_function("clear_route_cache", None);
+        if original != Some(forward.path.as_str()) {
+            self.set_http_request_header(":path", Some(&forward.path));
+        }
     }
 
     fn respond(&self, reply: &LocalReply) {
@@ -227,7 +230,7 @@ impl Http {
         let resolved = lookup.finish(config, answer);
         match resolved.decision {
             Decision::Forward(forward) => {
-                self.apply_forward(&forward);
+                self.apply_forward(&forward, None);
                 self.metrics.increment(ROUTED_SERVICE);
                 self.rewrite = resolved.rewrite;
                 true
@@ -315,8 +318,8 @@ impl Http {
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        // A client never chooses the upstream.
-        self.set_http_request_header(UPSTREAM_HEADER, None);
+        // A client never chooses the upstream: every forward replaces `x-kproxy-upstream`, and
+        // every other outcome is a local reply.
         let Some(config) = self.config.clone() else {
             log::error!("kproxy filter has no valid plugin configuration");
             self.send_http_response(
@@ -337,7 +340,7 @@ impl HttpContext for Http {
         }
         match evaluation.decision {
             Decision::Forward(forward) => {
-                self.apply_forward(&forward);
+                self.apply_forward(&forward, Some(&head.path));
                 Action::Continue
             }
             Decision::Respond(reply) => {

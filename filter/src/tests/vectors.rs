@@ -46,10 +46,10 @@ pub(super) fn head(method: &str, path: &str, host: &str, headers: &[(&str, &str)
 }
 
 pub(super) fn routing(upstream: &str) -> Vec<HeaderOp> {
-    vec![
-        HeaderOp::Remove("x-kproxy-upstream".into()),
-        HeaderOp::Replace("x-kproxy-upstream".into(), upstream.into()),
-    ]
+    vec![HeaderOp::Replace(
+        "x-kproxy-upstream".into(),
+        upstream.into(),
+    )]
 }
 
 #[track_caller]
