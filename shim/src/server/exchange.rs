@@ -345,7 +345,16 @@ impl Exchange {
             let (tx, body_out) = ProxyBody::channel();
             let gzip = gzip.then(GzipDecoder::new);
             tokio::task::spawn_local(pump_response(stream.clone(), body, gzip, tx));
-            body_out
+            // A body of known length goes out with its head; a stream without one (a watch, a
+            // rewritten HTML page) gets its head at once, as Go's proxy flushes it.
+            if list
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(b"content-length"))
+            {
+                body_out.primed().await
+            } else {
+                body_out
+            }
         };
         head_response(parts.status, list, body)
     }
