@@ -28,7 +28,7 @@ pub(crate) enum ProxyBody {
     Channel(mpsc::Receiver<FrameResult>),
     /// A channel whose first frame was already received ([`ProxyBody::primed`]); `None` when the
     /// pump ended without one.
-    Primed(Option<FrameResult>, mpsc::Receiver<FrameResult>),
+    Primed(Option<Box<FrameResult>>, mpsc::Receiver<FrameResult>),
 }
 
 impl ProxyBody {
@@ -56,7 +56,7 @@ impl ProxyBody {
     pub(crate) async fn primed(self) -> Self {
         match self {
             Self::Channel(mut rx) => {
-                let first = rx.recv().await;
+                let first = rx.recv().await.map(Box::new);
                 Self::Primed(first, rx)
             }
             other => other,
@@ -74,7 +74,7 @@ impl http_body::Body for ProxyBody {
             Self::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Self::Channel(rx) => rx.poll_recv(cx),
             Self::Primed(first, rx) => match first.take() {
-                Some(frame) => Poll::Ready(Some(frame)),
+                Some(frame) => Poll::Ready(Some(*frame)),
                 None => rx.poll_recv(cx),
             },
         }
@@ -117,7 +117,7 @@ mod tests {
             }
         });
         let primed = body.primed().await;
-        assert!(matches!(primed, ProxyBody::Primed(Some(Ok(_)), _)));
+        assert!(matches!(primed, ProxyBody::Primed(Some(ref f), _) if f.is_ok()));
         assert_eq!(collect(primed).await, b"one two three");
         sender.await.expect("sender");
     }
