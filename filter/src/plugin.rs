@@ -168,19 +168,21 @@ impl Http {
     fn request_head(&self) -> RequestHead {
         let mut head = RequestHead::default();
         let mut host = None;
-        for (name, value) in self.get_http_request_headers_bytes() {
-            let value = String::from_utf8_lossy(&value).into_owned();
+        for (mut name, value) in self.get_http_request_headers_bytes() {
+            // Valid UTF-8 (nearly always) is taken as is, without a copy.
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
             match name.as_str() {
                 ":method" => head.method = value,
                 ":path" => head.path = value,
                 ":authority" => head.authority = value,
                 n if n.starts_with(':') => {}
-                n => {
-                    let n = n.to_ascii_lowercase();
-                    if n == "host" && host.is_none() {
+                _ => {
+                    name.make_ascii_lowercase();
+                    if name == "host" && host.is_none() {
                         host = Some(value.clone());
                     }
-                    head.headers.push((n, value));
+                    head.headers.push((name, value));
                 }
             }
         }
