@@ -1,5 +1,6 @@
 //! Test helpers shared by the crate's tests: a self-deleting temporary directory, a private CA
-//! with a server and a client certificate (rcgen), and both ends of an upgrade-tunnel check.
+//! with a server and a client certificate (rcgen), a loopback test server, and both ends of an
+//! upgrade-tunnel check.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,4 +138,32 @@ pub(crate) fn assert_tunnel_echo(proxy: std::net::SocketAddr, path: &str) {
     let mut echoed = [0u8; 4];
     s.read_exact(&mut echoed).expect("read tunnel");
     assert_eq!(&echoed, b"ping");
+}
+
+/// Serves loopback TCP from a thread of its own (a current-thread runtime); every accepted
+/// connection goes to `serve` in a task of its own. Returns the bound address.
+pub(crate) fn spawn_server<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a test server");
+    let addr = listener.local_addr().expect("addr");
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(serve(stream));
+            }
+        });
+    });
+    addr
 }

@@ -16,10 +16,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
-use super::tests::exchange;
+use super::tests::{cluster, exchange};
 use crate::cli::{ConnectTo, FilterSource, Listen, ServiceProxy, Settings};
 use crate::credentials::Credentials;
-use crate::kubeconfig::Cluster;
 use crate::services::tests::{echo, server_tls, start_backend};
 use crate::test_support::TempDir;
 
@@ -65,45 +64,18 @@ async fn apiserver(
 }
 
 fn start_apiserver() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind apiserver");
-    let addr = listener.local_addr().expect("addr");
-    listener.set_nonblocking(true).expect("nonblocking");
     let lookups: Arc<Mutex<Vec<String>>> = Arc::default();
     let log = lookups.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let log = log.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| apiserver(req, log.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+    let addr = crate::test_support::spawn_server(move |stream| {
+        let log = log.clone();
+        async move {
+            let service = service_fn(move |req| apiserver(req, log.clone()));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
     });
     (addr, lookups)
-}
-
-fn cluster(addr: SocketAddr) -> Cluster {
-    Cluster {
-        server: format!("http://{addr}").parse().expect("uri"),
-        server_path: String::new(),
-        host_header: addr.to_string(),
-        tls: None,
-        tls_server_name: rustls_pki_types::ServerName::try_from("localhost")
-            .expect("name")
-            .to_owned(),
-    }
 }
 
 fn free_port() -> SocketAddr {
@@ -307,50 +279,33 @@ fn response_headers_pause_waits_for_continue_before_body_callbacks() {
 fn start_idle_backend() -> (SocketAddr, Arc<std::sync::atomic::AtomicBool>) {
     use futures_util::StreamExt as _;
     use http_body::Frame;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind idle");
-    let addr = listener.local_addr().expect("addr");
-    listener.set_nonblocking(true).expect("nonblocking");
     let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = closed.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+    let addr = crate::test_support::spawn_server(move |stream| {
+        let flag = flag.clone();
+        async move {
+            let service = service_fn(move |_req: Request<Incoming>| {
                 let flag = flag.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<Incoming>| {
-                        let flag = flag.clone();
-                        async move {
-                            let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
-                            tokio::spawn(async move {
-                                let _ = tx.send(Bytes::from_static(b"hello")).await;
-                                tx.closed().await;
-                                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                            });
-                            let frames = futures_util::stream::unfold(rx, |mut rx| async move {
-                                rx.recv()
-                                    .await
-                                    .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
-                            })
-                            .boxed();
-                            Ok::<_, Infallible>(Response::new(http_body_util::StreamBody::new(
-                                frames,
-                            )))
-                        }
+                async move {
+                    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+                    tokio::spawn(async move {
+                        let _ = tx.send(Bytes::from_static(b"hello")).await;
+                        tx.closed().await;
+                        flag.store(true, std::sync::atomic::Ordering::SeqCst);
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+                    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv()
+                            .await
+                            .map(|b| (Ok::<_, Infallible>(Frame::data(b)), rx))
+                    })
+                    .boxed();
+                    Ok::<_, Infallible>(Response::new(http_body_util::StreamBody::new(frames)))
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
     });
     (addr, closed)
 }

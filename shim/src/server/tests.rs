@@ -54,33 +54,15 @@ async fn upstream(mut req: Request<Incoming>) -> Result<Response<Full<Bytes>>, I
 }
 
 fn start_upstream() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    listener.set_nonblocking(true).expect("nonblocking");
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service_fn(upstream))
-                        .with_upgrades()
-                        .await;
-                });
-            }
-        });
-    });
-    addr
+    crate::test_support::spawn_server(|stream| async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(TokioIo::new(stream), service_fn(upstream))
+            .with_upgrades()
+            .await;
+    })
 }
 
-fn cluster(addr: SocketAddr) -> Cluster {
+pub(super) fn cluster(addr: SocketAddr) -> Cluster {
     Cluster {
         server: format!("http://{addr}").parse().expect("uri"),
         server_path: String::new(),

@@ -52,50 +52,34 @@ pub(crate) type SniLog = Arc<Mutex<Vec<Option<String>>>>;
 /// Starts a backend on its own thread: plain HTTP, or TLS with `tls`. Upgrade requests to a
 /// path ending in `/ws` get a 101 and an echo of the first 4 bytes.
 pub(crate) fn start_backend(tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, SniLog) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind backend");
-    let addr = listener.local_addr().expect("addr");
-    listener.set_nonblocking(true).expect("nonblocking");
     let sni: SniLog = Arc::default();
     let log = sni.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (tls, log) = (tls.clone(), log.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(backend);
-                    let builder = hyper::server::conn::http1::Builder::new();
-                    match tls {
-                        None => {
-                            let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .with_upgrades()
-                                .await;
-                        }
-                        Some(config) => {
-                            let Ok(stream) =
-                                tokio_rustls::TlsAcceptor::from(config).accept(stream).await
-                            else {
-                                return;
-                            };
-                            let name = stream.get_ref().1.server_name().map(str::to_owned);
-                            log.lock().expect("sni log").push(name);
-                            let _ = builder
-                                .serve_connection(TokioIo::new(stream), service)
-                                .with_upgrades()
-                                .await;
-                        }
-                    }
-                });
+    let addr = crate::test_support::spawn_server(move |stream| {
+        let (tls, log) = (tls.clone(), log.clone());
+        async move {
+            let service = service_fn(backend);
+            let builder = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                }
+                Some(config) => {
+                    let Ok(stream) = tokio_rustls::TlsAcceptor::from(config).accept(stream).await
+                    else {
+                        return;
+                    };
+                    let name = stream.get_ref().1.server_name().map(str::to_owned);
+                    log.lock().expect("sni log").push(name);
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
+                        .await;
+                }
             }
-        });
+        }
     });
     (addr, sni)
 }
