@@ -113,6 +113,11 @@ const WEB: &str = r#"{"kind":"Service","apiVersion":"v1","metadata":{"name":"web
 const NOT_FOUND: &str = r#"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"services \"missing\" not found","reason":"NotFound","details":{"name":"missing","kind":"services"},"code":404}"#;
 const DIRECT: &str = r#"{"service_proxy": "direct", "credentials": {"token": "TOK"}, "impersonate": {"user": "jane"}}"#;
 
+/// `GET path` with `Host: localhost:8001` and no other header.
+fn get(h: &mut Harness, path: &str) -> Outcome {
+    h.request("GET", path, "localhost:8001", &[])
+}
+
 fn metric(out: &Outcome, name: &str) -> i64 {
     out.metric(name).unwrap_or(0)
 }
@@ -200,12 +205,7 @@ fn lookup_then_forward_to_the_service() {
     assert_eq!(api.seen().len(), 1);
 
     // GET without sub-path: 301 after the (cached) lookup.
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/services/web:80/proxy?a=1",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/services/web:80/proxy?a=1");
     let (status, body, headers) = reply_text(&out);
     assert_eq!(status, 301);
     assert!(headers.contains(&(
@@ -224,24 +224,14 @@ fn lookup_errors_and_caching_rules() {
     ]);
     let mut h = harness(DIRECT, &api.base_url);
     for round in 0..2 {
-        let out = h.request(
-            "GET",
-            "/api/v1/namespaces/ns/services/missing:80/proxy/",
-            "localhost:8001",
-            &[],
-        );
+        let out = get(&mut h, "/api/v1/namespaces/ns/services/missing:80/proxy/");
         let (status, body, headers) = reply_text(&out);
         assert_eq!((status, body.as_str()), (404, NOT_FOUND), "round {round}");
         assert!(headers.contains(&("content-type".to_owned(), "application/json".to_owned())));
     }
     assert_eq!(api.seen().len(), 1, "a 404 is cached");
     for _ in 0..2 {
-        let out = h.request(
-            "GET",
-            "/api/v1/namespaces/ns/services/broken/proxy/",
-            "localhost:8001",
-            &[],
-        );
+        let out = get(&mut h, "/api/v1/namespaces/ns/services/broken/proxy/");
         let (status, body, _) = reply_text(&out);
         assert_eq!(status, 503);
         assert_eq!(
@@ -251,24 +241,14 @@ fn lookup_errors_and_caching_rules() {
     }
     assert_eq!(api.seen().len(), 3, "a 5xx is not cached");
     // A7 and A8 from the looked-up Service.
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/services/web:8080/proxy/",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/services/web:8080/proxy/");
     let (status, body, _) = reply_text(&out);
     assert_eq!(status, 503);
     assert!(
         body.contains(r#"no service port 8080 found for service \"web\""#),
         "{body}"
     );
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/services/web/proxy/",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/services/web/proxy/");
     let (_, body, _) = reply_text(&out);
     assert!(
         body.contains(r#"no endpoints available for service \"web\""#),
@@ -301,11 +281,9 @@ fn ttl_zero_looks_up_every_time_and_pods_stay_on_the_apiserver() {
     let config = r#"{"service_proxy": "direct", "service_cache_ttl_seconds": 0, "cluster_domain": "corp.example"}"#;
     let mut h = harness(config, &api.base_url);
     for _ in 0..2 {
-        let out = h.request(
-            "GET",
+        let out = get(
+            &mut h,
             "/api/v1/namespaces/ns/services/https:web:http/proxy/",
-            "localhost:8001",
-            &[],
         );
         assert_eq!(
             out.request_header("x-kproxy-upstream"),
@@ -319,12 +297,7 @@ fn ttl_zero_looks_up_every_time_and_pods_stay_on_the_apiserver() {
     }
     assert_eq!(api.seen().len(), 2);
     assert!(api.seen()[0].header("authorization").is_empty());
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/pods/p/proxy/",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/pods/p/proxy/");
     assert_eq!(out.request_header("x-kproxy-upstream"), Some("apiserver"));
     assert_eq!(api.seen().len(), 2);
 }
@@ -337,12 +310,7 @@ fn rotated_credentials_are_used_for_lookups() {
     let mut h = harness(config, &api.base_url);
     h.plugin()
         .set_shared_data("kproxy.credentials", br#"{"token": "NEW"}"#);
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/services/web:80/proxy/",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/services/web:80/proxy/");
     assert_eq!(out.action, Ok(Action::Continue), "{:?}", out.logs);
     let seen = api.seen();
     assert_eq!(
@@ -359,12 +327,7 @@ fn unreachable_apiserver_is_a_503_status() {
     let url = format!("http://{}", closed.local_addr().expect("addr"));
     drop(closed);
     let mut h = harness(DIRECT, &url);
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/services/web/proxy/",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/services/web/proxy/");
     let (status, body, _) = reply_text(&out);
     assert_eq!(status, 503);
     assert!(
@@ -376,12 +339,7 @@ fn unreachable_apiserver_is_a_503_status() {
         r#"{"service_proxy": "direct", "apiserver_cluster": "nope"}"#,
         &url,
     );
-    let out = h.request(
-        "GET",
-        "/api/v1/namespaces/ns/services/web/proxy/",
-        "localhost:8001",
-        &[],
-    );
+    let out = get(&mut h, "/api/v1/namespaces/ns/services/web/proxy/");
     let (status, body, _) = reply_text(&out);
     assert_eq!(status, 503);
     assert!(body.contains(r#"cannot call cluster \"nope\""#), "{body}");
