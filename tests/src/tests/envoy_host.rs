@@ -374,16 +374,23 @@ fn direct_mode_routes_services_unverified_with_status_on_failure() {
 
 // --- fail-closed ---
 
-#[test]
-fn trapping_filter_fails_closed_and_forwards_nothing() {
-    let Some(conformance) = conformance_wasm() else {
-        return;
-    };
+/// Envoy hosting the conformance guest (`add_header` mode) in front of a fake API server. The
+/// guest makes no routing decision: a client's own `x-kproxy-upstream: apiserver` routes.
+fn conformance_envoy(name: &str) -> Option<(FakeApiServer, Running, TempDir)> {
+    let conformance = conformance_wasm()?;
     let fake = FakeApiServer::start(FakeOptions::default()).expect("fake");
-    let dir = TempDir::new("envoy-trap").expect("tempdir");
+    let dir = TempDir::new(name).expect("tempdir");
     let kc = kubeconfig::write(&dir, &fake, Variant::Token).expect("kubeconfig");
     let flags = [r#"--filter-config={"mode":"add_header"}"#.to_owned()];
     let envoy = rendered_envoy(&flags, &kc.path, &conformance, &dir);
+    Some((fake, envoy, dir))
+}
+
+#[test]
+fn trapping_filter_fails_closed_and_forwards_nothing() {
+    let Some((fake, envoy, _dir)) = conformance_envoy("envoy-trap") else {
+        return;
+    };
     // The conformance guest makes no routing decision: the client's header routes, so a
     // request that passes the filter reaches the API server.
     let send = |target: &str| {
@@ -428,19 +435,6 @@ fn trapping_filter_fails_closed_and_forwards_nothing() {
         0,
         "{stats:?}"
     );
-}
-
-/// Envoy hosting the conformance guest (`add_header` mode) in front of a fake API server, and a
-/// sender that routes to the API server with the client's own `x-kproxy-upstream` (the guest
-/// makes no routing decision).
-fn conformance_envoy(name: &str) -> Option<(FakeApiServer, Running, TempDir)> {
-    let conformance = conformance_wasm()?;
-    let fake = FakeApiServer::start(FakeOptions::default()).expect("fake");
-    let dir = TempDir::new(name).expect("tempdir");
-    let kc = kubeconfig::write(&dir, &fake, Variant::Token).expect("kubeconfig");
-    let flags = [r#"--filter-config={"mode":"add_header"}"#.to_owned()];
-    let envoy = rendered_envoy(&flags, &kc.path, &conformance, &dir);
-    Some((fake, envoy, dir))
 }
 
 #[test]
@@ -622,19 +616,41 @@ fn check_rotation(
     assert!(after > before, "{update}: {before} -> {after}");
 }
 
+/// A fake API server that wants `token-one`, its CA, and a service-account directory holding both.
+struct Rotation {
+    fake: FakeApiServer,
+    ca: String,
+    dir: TempDir,
+    sa: SaDir,
+}
+
+impl Rotation {
+    /// `None` (printed) when Envoy is missing locally.
+    fn start(name: &str) -> Option<Self> {
+        backend::require(Backend::Envoy)?;
+        let fake = FakeApiServer::start(FakeOptions {
+            token: "token-one".to_owned(),
+            ..FakeOptions::default()
+        })
+        .expect("fake");
+        let ca = fake.ca_pem().expect("tls").to_owned();
+        let dir = TempDir::new(name).expect("tempdir");
+        let sa = SaDir::new(dir.path().join("sa"), "token-one", &ca);
+        Some(Self { fake, ca, dir, sa })
+    }
+}
+
 #[test]
 fn sidecar_token_rotates_with_symlink_swap() {
-    if backend::require(Backend::Envoy).is_none() {
+    let Some(Rotation {
+        fake,
+        ca,
+        dir,
+        mut sa,
+    }) = Rotation::start("envoy-sidecar")
+    else {
         return;
-    }
-    let fake = FakeApiServer::start(FakeOptions {
-        token: "token-one".to_owned(),
-        ..FakeOptions::default()
-    })
-    .expect("fake");
-    let ca = fake.ca_pem().expect("tls").to_owned();
-    let dir = TempDir::new("envoy-sidecar").expect("tempdir");
-    let mut sa = SaDir::new(dir.path().join("sa"), "token-one", &ca);
+    };
     let listen_port = backend::free_port().expect("port");
     let admin_port = backend::free_port().expect("port");
     let out = dir.path().join("out");
@@ -663,17 +679,15 @@ fn sidecar_token_rotates_with_symlink_swap() {
 
 #[test]
 fn rendered_token_file_rotates_with_symlink_swap() {
-    if backend::require(Backend::Envoy).is_none() {
+    let Some(Rotation {
+        fake,
+        ca,
+        dir,
+        mut sa,
+    }) = Rotation::start("envoy-tokenfile")
+    else {
         return;
-    }
-    let fake = FakeApiServer::start(FakeOptions {
-        token: "token-one".to_owned(),
-        ..FakeOptions::default()
-    })
-    .expect("fake");
-    let ca = fake.ca_pem().expect("tls").to_owned();
-    let dir = TempDir::new("envoy-tokenfile").expect("tempdir");
-    let mut sa = SaDir::new(dir.path().join("sa"), "token-one", &ca);
+    };
     let doc = json!({
         "apiVersion": "v1",
         "kind": "Config",
